@@ -1,0 +1,74 @@
+"""convscope: see what a convolutional network sees.
+
+The public API, imported lazily so that ``convscope --help`` starts without loading torch::
+
+    import convscope
+    bundle = convscope.load_model("efficientnet_lite0")
+    result = convscope.explain(bundle, "sample:coffee", method="gradcam")
+    result.save("out/")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "explain": "convscope.api",
+    "methods": "convscope.core.registry",
+    "method_info": "convscope.core.registry",
+    "load_model": "convscope.models",
+    "models": "convscope.models",
+    "ModelBundle": "convscope.core.bundle",
+    "Explanation": "convscope.core.result",
+    "list_layers": "convscope.core.layers",
+    "resolve_layer": "convscope.core.layers",
+    "auto_layer": "convscope.core.layers",
+    "Recorder": "convscope.core.recorder",
+    "load_image": "convscope.data.images",
+    "load_images": "convscope.data.images",
+    "samples": "convscope.data.samples",
+    "ConvscopeError": "convscope.errors",
+    "ImageError": "convscope.errors",
+    "ModelError": "convscope.errors",
+    "LayerError": "convscope.errors",
+    "TargetError": "convscope.errors",
+    "MethodError": "convscope.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from convscope.api import explain
+    from convscope.core.bundle import ModelBundle
+    from convscope.core.layers import auto_layer, list_layers, resolve_layer
+    from convscope.core.recorder import Recorder
+    from convscope.core.registry import method_info, methods
+    from convscope.core.result import Explanation
+    from convscope.data.images import load_image, load_images
+    from convscope.data.samples import samples
+    from convscope.errors import (
+        ConvscopeError,
+        ImageError,
+        LayerError,
+        MethodError,
+        ModelError,
+        TargetError,
+    )
+    from convscope.models import load_model, models
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

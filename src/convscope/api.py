@@ -1,0 +1,168 @@
+"""The front door: :func:`explain`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from convscope.core.bundle import ModelBundle
+from convscope.core.context import Context
+from convscope.core.guard import preserved
+from convscope.core.layers import LayerRef, auto_layer, resolve_layer
+from convscope.core.registry import get_method
+from convscope.core.result import Explanation
+from convscope.core.targets import TargetSpec, resolve_targets
+from convscope.errors import ConvscopeError, ImageError, MethodError
+
+__all__ = ["explain", "prepare_inputs"]
+
+
+def prepare_inputs(
+    bundle: ModelBundle, images: Any
+) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
+    """Images -> (model input on the model's device, display pixels or None, labels).
+
+    ``images`` may be one or a list of paths, ``"sample:NAME"`` strings, PIL images or numpy
+    arrays (decoded and preprocessed by the bundle), or a tensor already preprocessed for the model:
+    (C, H, W) or (N, C, H, W).
+    """
+    from convscope.data.images import image_label, load_images
+
+    if isinstance(images, torch.Tensor):
+        x = images.unsqueeze(0) if images.ndim == 3 else images
+        if x.ndim != 4 or not x.is_floating_point():
+            raise ImageError(
+                f"a tensor input must be a float (C, H, W) or (N, C, H, W) batch; got "
+                f"{x.dtype} of shape {tuple(images.shape)}"
+            )
+        if x.shape[0] == 0:
+            raise ImageError("no images given (empty batch)")
+        x = x.detach().to(bundle.device)
+        return x, bundle.pixels_of(x), [f"image{i}" for i in range(x.shape[0])]
+    pils = load_images(images)
+    items = images if isinstance(images, list | tuple) else [images]
+    labels = _unique([image_label(src, i) for i, src in enumerate(items)])
+    x, pixels = bundle.prepare(pils)
+    return x, pixels, labels
+
+
+def _unique(labels: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        n = seen.get(label, 0)
+        seen[label] = n + 1
+        out.append(label if n == 0 else f"{label}-{n}")
+    return out
+
+
+def _layers(bundle: ModelBundle, layer: Any, x: torch.Tensor) -> list[LayerRef]:
+    model = bundle.model
+    items = layer if isinstance(layer, list | tuple) else [layer]
+    refs = []
+    for item in items:
+        if item is None or item == "auto":
+            if bundle.default_layer is not None:
+                refs.append(resolve_layer(model, bundle.default_layer))
+            else:
+                refs.append(auto_layer(model, x))
+        else:
+            refs.append(resolve_layer(model, item))
+    return refs
+
+
+def explain(
+    model: Any,
+    images: Any,
+    method: str = "gradcam",
+    target: TargetSpec = "top1",
+    layer: str | Sequence[str] | None = "auto",
+    *,
+    score: str = "logit",
+    batch_size: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Explain a model's decision on images with one method.
+
+    Args:
+        model: a bundle, a registered name (``"efficientnet_lite0"``), ``"torchvision:<arch>"``,
+            ``"timm:<arch>"``, a TorchScript path or any ``nn.Module`` (see
+            :func:`convscope.load_model`).
+        images: one or many paths, ``"sample:NAME"``, PIL images, arrays, or a preprocessed tensor.
+        method: a registered method name (:func:`convscope.methods`).
+        target: ``"top1"`` (default), ``"topK"``, a class index or name, one per image in a list, or
+            a callable ``output -> (N,) scores`` (see :mod:`convscope.core.targets`).
+        layer: for layer methods: a dotted name (``"_blocks.15"``, ``"_swish@1"`` for the 2nd call of
+            a reused module) or ``"auto"`` (the bundle's default, else the last 4-D feature map).
+        score: ``"logit"`` (default, pre-softmax), ``"prob"`` or ``"logprob"``.
+        batch_size: images per forward pass (default: all at once).
+        progress: show a progress bar over batches.
+        **options: method-specific options (see ``convscope.method_info(name).options``).
+
+    Returns:
+        An :class:`~convscope.core.result.Explanation` with raw (N, H, W) maps at input resolution.
+    """
+    from convscope.models import load_model
+
+    bundle = load_model(model)
+    info = get_method(method)
+    accepted = set(inspect.signature(info.fn).parameters) - {"ctx"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise MethodError(
+            f"{info.name} does not take option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(sorted(accepted)) or 'none'}"
+        )
+    if batch_size is not None and batch_size < 1:
+        raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}")
+    x, pixels, labels = prepare_inputs(bundle, images)
+    n = x.shape[0]
+    tgt = resolve_targets(target, n, bundle.class_names, score=score)
+
+    maps, raws, outputs, indices, scores = [], [], [], [], []
+    with preserved(bundle.model):
+        refs = _layers(bundle, layer, x) if info.needs_layer else []
+        step = batch_size or n
+        starts = range(0, n, step)
+        if progress and len(starts) > 1:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=info.name, unit="batch")
+        for s in starts:
+            part = tgt.subset(s, min(s + step, n))
+            out = info.fn(Context(bundle.model, x[s : s + step], part, refs), **options)
+            raw = out.maps.detach()
+            raws.append(raw)
+            if raw.shape[-2:] != x.shape[-2:]:
+                up = F.interpolate(
+                    raw[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
+                )
+                maps.append(up[:, 0])
+            else:
+                maps.append(raw)
+            outputs.append(out.output)
+            indices.append(part.indices)
+            scores.append(part.last_scores)
+
+    output = None if any(o is None for o in outputs) else torch.cat(outputs)
+    idx = None if any(i is None for i in indices) else torch.cat(indices).tolist()
+    names = [bundle.class_name(i) for i in idx] if idx is not None else ["custom target"] * n
+    return Explanation(
+        maps=torch.cat(maps),
+        raw_maps=torch.cat(raws),
+        method=info.name,
+        layer=", ".join(r.spec for r in refs) if refs else None,
+        targets=idx,
+        target_names=names,
+        scores=torch.cat(scores) if all(s is not None for s in scores) else torch.empty(0),
+        output=output,
+        pixels=pixels,
+        labels=labels,
+        class_names=bundle.class_names,
+        meta={"model": bundle.name, "score": score, "options": dict(options)},
+    )

@@ -1,0 +1,118 @@
+"""Model bundles: a model with what it takes to use it on images.
+
+A :class:`ModelBundle` holds the ``nn.Module``, its preprocessing, its class names and a default
+layer for class-activation maps. :func:`convscope.load_model` makes one from a registered name, a
+``torchvision:``/``timm:`` name, a TorchScript file or any ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelBundle", "Preprocess"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to ``resize`` (bilinear), center-crop ``crop`` x ``crop``, then
+    normalize each channel: ``(pixel * scale - mean) / std`` with pixels in 0..255.
+
+    EfficientNet-Lite0: ``scale=1, mean=127, std=128``; torchvision's ImageNet models:
+    ``scale=1/255`` with the ImageNet mean and std.
+    """
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    scale: float = 1 / 255
+
+    def geometry(self, image: Image.Image) -> Image.Image:
+        """The resized and cropped RGB image the model sees (before normalization)."""
+        w, h = image.size
+        s = self.resize / min(w, h)
+        nw, nh = max(self.crop, round(w * s)), max(self.crop, round(h * s))
+        image = image.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
+        return image.crop((left, top, left + self.crop, top + self.crop))
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 pixels -> (N, 3, H, W) float model input."""
+        x = pixels.permute(0, 3, 1, 2).float()
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x * self.scale - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) model input -> (N, H, W, 3) uint8 pixels (the inverse of normalize)."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        pixels = (x.detach() * std + mean) / self.scale
+        return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+@dataclass
+class ModelBundle:
+    """A model and what it takes to explain it.
+
+    Attributes:
+        model: the network; convscope never changes it.
+        name: a display name.
+        preprocess: a :class:`Preprocess`, or a callable PIL image -> (C, H, W) tensor.
+        class_names: one name per output class (synonyms separated by ", "), or None.
+        default_layer: the layer class-activation methods use when ``layer="auto"``; None means
+            "find it" (the last 4-D feature map before global pooling).
+    """
+
+    model: nn.Module
+    name: str = "model"
+    preprocess: Preprocess | Callable[[Image.Image], torch.Tensor] = field(
+        default_factory=Preprocess
+    )
+    class_names: list[str] | None = None
+    default_layer: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        for b in self.model.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def class_name(self, index: int) -> str:
+        """The short name of class ``index`` (its first synonym), or ``"class <index>"``."""
+        if self.class_names is None or not 0 <= index < len(self.class_names):
+            return f"class {index}"
+        return self.class_names[index].split(",")[0].strip()
+
+    def prepare(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """PIL images -> (model input batch on the model's device, (N, H, W, 3) uint8 pixels)."""
+        if isinstance(self.preprocess, Preprocess):
+            arrays = [np.asarray(self.preprocess.geometry(im), dtype=np.uint8) for im in images]
+            pixels = torch.from_numpy(np.stack(arrays)).to(self.device)
+            return self.preprocess.normalize(pixels), pixels
+        xs = [self.preprocess(im) for im in images]
+        if not all(isinstance(x, torch.Tensor) and x.ndim == 3 for x in xs):
+            raise TypeError("a custom preprocess must return a (C, H, W) tensor per image")
+        x = torch.stack(xs).to(self.device)
+        h, w = x.shape[-2:]
+        pixels = np.stack([np.asarray(im.resize((w, h), Image.BILINEAR)) for im in images])
+        return x, torch.from_numpy(pixels).to(self.device)
+
+    def pixels_of(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Pixels to draw overlays on for a batch given as a tensor (None if not invertible)."""
+        if isinstance(self.preprocess, Preprocess) and x.ndim == 4 and x.shape[1] == 3:
+            return self.preprocess.denormalize(x)
+        return None

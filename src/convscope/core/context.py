@@ -1,0 +1,45 @@
+"""What a method receives and returns.
+
+A method is a function ``fn(ctx, **options) -> MethodOutput`` registered with
+:func:`convscope.core.registry.register_method`. The core hands it a :class:`Context` (the model,
+one batch on the model's device, the resolved targets and layers) with the model already in eval
+mode inside :func:`convscope.core.guard.preserved`; the method returns raw maps, and the core
+upsamples, wraps and renders them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from convscope.core.layers import LayerRef
+from convscope.core.targets import Target
+
+__all__ = ["Context", "MethodOutput"]
+
+
+@dataclass
+class Context:
+    """One batch to explain: ``x`` is (N, C, H, W) on the model's device."""
+
+    model: nn.Module
+    x: torch.Tensor
+    target: Target
+    layers: list[LayerRef] = field(default_factory=list)
+
+    @property
+    def layer(self) -> LayerRef:
+        """The single layer of a one-layer method."""
+        return self.layers[0]
+
+
+@dataclass
+class MethodOutput:
+    """Raw, signed maps (N, h, w) as the paper defines them, and the model's output (N, classes)."""
+
+    maps: torch.Tensor
+    output: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)

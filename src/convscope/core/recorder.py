@@ -1,0 +1,173 @@
+"""The recorder: the one place where convscope hooks into a model.
+
+A :class:`Recorder` captures, for one batched forward pass, the output of each chosen module *at
+every call* (EfficientNet-Lite0 calls one ReLU6 module several times per block), and gives
+gradients of any score with respect to those outputs through :func:`torch.autograd.grad` on the
+captured tensors, so no full backward hooks are needed and the backward pass stops at the deepest
+layer it must reach.
+
+Each hook hands a clone of the output to the rest of the network, so a later in-place operation
+(``nn.ReLU(inplace=True)``, ``x += y``) changes the clone, never the recorded tensor. Hooks are
+removed on exit, whatever happened inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from convscope.core.layers import LayerRef, resolve_layer
+from convscope.errors import LayerError
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Record the outputs of ``layers`` (and optionally make them differentiable) during forwards.
+
+    Args:
+        model: the model to observe; it is not changed.
+        layers: layer names (``"features.3"``, ``"_swish@1"``), :class:`LayerRef` or modules;
+            or ``"all"`` for every submodule (then only shapes are kept).
+        gradients: when True each recorded output is part of the autograd graph, so
+            :meth:`grad` can differentiate a score with respect to it; a layer whose output does
+            not require grad (frozen weights, input without grad) is turned into a leaf that does.
+
+    Use::
+
+        with Recorder(model, ["layer4"], gradients=True) as rec:
+            out = model(x)
+            acts = rec.activation("layer4")
+            (g,) = rec.grad(out[:, 3].sum(), [acts])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str | LayerRef | nn.Module] | str,
+        *,
+        gradients: bool = False,
+    ) -> None:
+        self.model = model
+        self.gradients = gradients
+        self.shapes_only = layers == "all"
+        if self.shapes_only:
+            self.refs = [LayerRef(n, m, None) for n, m in model.named_modules() if n]
+        else:
+            items = [layers] if isinstance(layers, str | LayerRef | nn.Module) else layers
+            self.refs = [resolve_layer(model, item) for item in items]
+        self.calls: dict[str, list[Any]] = {}
+        self.order: list[tuple[str, int]] = []
+        self._handles: list[Any] = []
+
+    # -- context -------------------------------------------------------------------------------
+    def __enter__(self) -> Recorder:
+        try:
+            for ref in self.refs:
+                if ref.name in self.calls:
+                    continue
+                self.calls[ref.name] = []
+                hook = self._shape_hook(ref.name) if self.shapes_only else self._hook(ref.name)
+                self._handles.append(ref.module.register_forward_hook(hook))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove every hook this recorder added (idempotent)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def clear(self) -> None:
+        """Forget what was recorded (keep the hooks), e.g. between two forward passes."""
+        for v in self.calls.values():
+            v.clear()
+        self.order.clear()
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+            if not isinstance(output, torch.Tensor):
+                self.calls[name].append(output)
+                self.order.append((name, len(self.calls[name]) - 1))
+                return None
+            if self.gradients and torch.is_grad_enabled() and not output.requires_grad:
+                output = output.detach().requires_grad_(True)
+            self.calls[name].append(output)
+            self.order.append((name, len(self.calls[name]) - 1))
+            # Downstream gets a copy: in-place operations after this point leave the record intact.
+            return output.clone()
+
+        return hook
+
+    def _shape_hook(self, name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            self.calls[name].append(_shape_of(output))
+            self.order.append((name, len(self.calls[name]) - 1))
+
+        return hook
+
+    # -- access --------------------------------------------------------------------------------
+    def activation(self, layer: str | LayerRef | nn.Module) -> torch.Tensor:
+        """The recorded output of ``layer`` (at its call ``@k`` when the module runs several times)."""
+        ref = layer if isinstance(layer, LayerRef) else resolve_layer(self.model, layer)
+        calls = self.calls.get(ref.name)
+        if calls is None:
+            raise LayerError(f"layer {ref.spec!r} is not being recorded")
+        if not calls:
+            raise LayerError(
+                f"layer {ref.spec!r} did not run in the forward pass (it is defined but unused)"
+            )
+        if ref.call is None:
+            if len(calls) > 1:
+                options = ", ".join(f"{ref.name}@{i}" for i in range(len(calls)))
+                raise LayerError(
+                    f"layer {ref.name!r} runs {len(calls)} times in one forward pass; "
+                    f"name one call: {options}"
+                )
+            out = calls[0]
+        else:
+            if ref.call >= len(calls):
+                raise LayerError(
+                    f"layer {ref.name!r} runs {len(calls)} time(s) per forward pass; "
+                    f"call @{ref.call} does not exist"
+                )
+            out = calls[ref.call]
+        if not isinstance(out, torch.Tensor):
+            raise LayerError(
+                f"layer {ref.spec!r} returns {type(out).__name__}, not a tensor; pick another layer"
+            )
+        return out
+
+    def activations(self) -> dict[str, torch.Tensor]:
+        """Every recorded tensor, keyed by ``name`` (or ``name@k`` for modules run several times)."""
+        out: dict[str, torch.Tensor] = {}
+        for name, calls in self.calls.items():
+            for i, value in enumerate(calls):
+                if isinstance(value, torch.Tensor):
+                    out[name if len(calls) == 1 else f"{name}@{i}"] = value
+        return out
+
+    @staticmethod
+    def grad(score: torch.Tensor, tensors: Iterable[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """d(score)/d(tensor) for each tensor, by :func:`torch.autograd.grad` (no .grad touched)."""
+        tensors = tuple(tensors)
+        for t in tensors:
+            if not t.requires_grad:
+                raise RuntimeError("recorded tensor has no gradient; use Recorder(gradients=True)")
+        return torch.autograd.grad(score, tensors, allow_unused=False)
+
+
+def _shape_of(output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return tuple(output.shape)
+    if isinstance(output, list | tuple):
+        return tuple(_shape_of(o) for o in output)
+    return type(output).__name__

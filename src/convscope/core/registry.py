@@ -1,0 +1,92 @@
+"""The one registry of explanation methods.
+
+Every method registers itself here with :func:`register_method`; the Python API
+(:func:`convscope.explain`), the CLI's ``--method`` choices, the demo/report and the docs all read it.
+Importing :mod:`convscope.methods` fills the registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from convscope.errors import MethodError, did_you_mean
+
+__all__ = ["MethodInfo", "get_method", "method_info", "methods", "register_method"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the registry knows of a method.
+
+    ``fn(ctx)`` computes raw maps from a :class:`convscope.core.context.Context`.
+    ``family`` is ``"gradient"`` (input-space maps) or ``"cam"`` (layer-space maps, upsampled).
+    ``passes`` states the method's physical limit in passes over the plain model.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    family: str
+    needs_layer: bool
+    paper: str
+    passes: str
+    summary: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, MethodInfo] = {}
+
+# Modules whose import registers methods; loaded on first use of the registry.
+_METHOD_MODULES = ("convscope.attribution.saliency", "convscope.cam.gradcam")
+
+
+def register_method(
+    name: str,
+    *,
+    family: str,
+    needs_layer: bool,
+    paper: str,
+    passes: str,
+    summary: str,
+    options: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``fn`` under ``name``."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+            raise RuntimeError(f"method {name!r} registered twice")
+        _REGISTRY[name] = MethodInfo(
+            name, fn, family, needs_layer, paper, passes, summary, dict(options or {})
+        )
+        return fn
+
+    return deco
+
+
+def _load() -> None:
+    for mod in _METHOD_MODULES:
+        importlib.import_module(mod)
+
+
+def methods() -> list[str]:
+    """The names of all registered methods, sorted."""
+    _load()
+    return sorted(_REGISTRY)
+
+
+def method_info(name: str) -> MethodInfo:
+    """The :class:`MethodInfo` of ``name``."""
+    return get_method(name)
+
+
+def get_method(name: str) -> MethodInfo:
+    _load()
+    key = name.strip().lower().replace("-", "_")
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    raise MethodError(
+        f"unknown method {name!r}{did_you_mean(key, _REGISTRY)}; "
+        f"known methods: {', '.join(sorted(_REGISTRY))}"
+    )
