@@ -18,7 +18,7 @@ import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -26,9 +26,7 @@ from convscope.errors import TargetError
 
 __all__ = ["Target", "TargetSpec", "resolve_class_name", "resolve_targets"]
 
-TargetSpec = Union[
-    int, str, Callable[[torch.Tensor], torch.Tensor], Sequence[Union[int, str]], None
-]  # noqa: UP007
+TargetSpec = int | str | Callable[[torch.Tensor], torch.Tensor] | Sequence[int | str] | None
 
 _TOPK = re.compile(r"^top(\d+)$")
 SCORES = ("logit", "prob", "logprob")

@@ -1,0 +1,91 @@
+"""The ``convscope`` command line. Each command lives in its own module and is imported only when
+it runs, so ``convscope --help`` starts without loading torch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from convscope import __version__
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="convscope",
+        description="See what a convolutional network sees.",
+        epilog="Run `convscope COMMAND --help` for a command's options.",
+    )
+    p.add_argument("--version", action="version", version=f"convscope {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    e = sub.add_parser("explain", help="explain a model's prediction on images (overlay PNGs)")
+    e.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
+    e.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    e.add_argument(
+        "--method", default="gradcam", help="method name (default gradcam; `convscope methods`)"
+    )
+    e.add_argument(
+        "--target",
+        "-t",
+        action="append",
+        help="class index or name, or topK (default top1); once for all images or once per image",
+    )
+    e.add_argument("--layer", "-l", default="auto", help="layer for CAM methods (default auto)")
+    e.add_argument("--out", "-o", default="convscope-out", help="output folder")
+    e.add_argument("--raw", action="store_true", help="also save each raw map as float32 .npy")
+    e.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    e.add_argument("--cmap", default="jet", help="matplotlib colormap for overlays")
+    e.add_argument("--top", type=int, default=5, help="predictions to print per image")
+    e.set_defaults(run="convscope.cli.explain:run")
+
+    d = sub.add_parser("demo", help="build the demo page from the sample photos")
+    d.add_argument("--out", "-o", default="convscope-demo", help="output folder")
+    d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    d.set_defaults(run="convscope.cli.demo:run")
+
+    la = sub.add_parser("layers", help="list a model's layers with output shapes")
+    la.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    la.add_argument("--input-size", type=int, default=None, help="input height/width (default 224)")
+    la.set_defaults(run="convscope.cli.listing:layers")
+
+    for name, helptext in (
+        ("models", "list the registered models"),
+        ("methods", "list the explanation methods"),
+        ("samples", "list the sample photos (use as sample:NAME)"),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.set_defaults(run=f"convscope.cli.listing:{name}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    module, _, func = args.run.partition(":")
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except KeyboardInterrupt:
+        print("convscope: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        from convscope.errors import ConvscopeError
+
+        if isinstance(e, ConvscopeError):
+            msg = str(e)
+        else:
+            msg = f"{type(e).__name__}: {e} (run with --debug for the traceback)"
+        print(f"convscope: error: {' '.join(msg.split())}", file=sys.stderr)
+        return 2 if isinstance(e, ConvscopeError) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
