@@ -1,0 +1,82 @@
+"""The user's model is sacred: every method, on success and on failure, leaves it exactly as it was
+(weights and buffers bitwise, training flags, requires_grad flags, .grad, hooks, modules)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import convscope
+from convscope.core.guard import fingerprints_equal, model_fingerprint
+from tests.models import TinyBN, TinyCNN, tiny_input
+
+
+def _prepare(model):
+    """A model in a state a method might disturb: training mode, mixed requires_grad, user hooks."""
+    model.train()
+    first = next(model.parameters())
+    first.requires_grad_(False)
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(1))
+    next(iter(model.children())).register_forward_pre_hook(lambda m, i: None)
+    return calls
+
+
+def _boom(out):
+    raise RuntimeError("target failed mid-method")
+
+
+@pytest.mark.parametrize("method", convscope.methods())
+@pytest.mark.parametrize("factory", [TinyCNN, TinyBN], ids=["tinycnn", "tinybn"])
+def test_success_leaves_model_unchanged(method, factory):
+    model = factory()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    x = tiny_input(2)
+    r = convscope.explain(model, x, method=method, target=[0, 1])
+    assert r.maps.shape == (2, 16, 16)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls  # user's hook still fires and training mode is back
+
+
+@pytest.mark.parametrize("method", convscope.methods())
+def test_failure_leaves_model_unchanged(method):
+    model = TinyBN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    with pytest.raises(RuntimeError, match="mid-method"):
+        convscope.explain(model, tiny_input(2), method=method, target=_boom)
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+def test_layer_error_inside_a_method_leaves_model_unchanged():
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    with pytest.raises(convscope.LayerError, match=r"'fc' outputs shape \(2, 5\), not a 4-D"):
+        convscope.explain(model, tiny_input(2), method="gradcam", layer="fc")
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+def test_batchnorm_statistics_are_not_updated():
+    model = TinyBN().train()
+    stats = model.bn.running_mean.clone()
+    convscope.explain(model, tiny_input(4) * 10 + 3, method="gradcam")
+    assert torch.equal(model.bn.running_mean, stats)
+
+
+def test_fingerprint_detects_changes():
+    """The checker itself must be able to fail."""
+    model = TinyCNN()
+    before = model_fingerprint(model)
+    model.act.register_forward_hook(lambda *a: None)
+    assert not fingerprints_equal(before, model_fingerprint(model))
+    model = TinyCNN()
+    before = model_fingerprint(model)
+    with torch.no_grad():
+        model.fc.bias[0] += 1e-7
+    assert not fingerprints_equal(before, model_fingerprint(model))
+    model = TinyCNN()
+    before = model_fingerprint(model)
+    model.eval()
+    assert not fingerprints_equal(before, model_fingerprint(model))
