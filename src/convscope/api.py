@@ -164,5 +164,10 @@ def explain(
         pixels=pixels,
         labels=labels,
         class_names=bundle.class_names,
-        meta={"model": bundle.name, "score": score, "options": dict(options)},
+        meta={
+            "model": bundle.name,
+            "family": info.family,
+            "score": score,
+            "options": dict(options),
+        },
     )

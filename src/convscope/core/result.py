@@ -55,11 +55,17 @@ class Explanation:
         )
 
     # -- reading -------------------------------------------------------------------------------
-    def normalized(self, mode: str = "max") -> torch.Tensor:
-        """Maps scaled per image for display (see :func:`convscope.viz.render.normalize_maps`)."""
+    @property
+    def display_norm(self) -> str:
+        """How maps are scaled for display: ``"p99"`` for input-gradient maps, else ``"max"``."""
+        return "p99" if self.meta.get("family") == "gradient" else "max"
+
+    def normalized(self, mode: str | None = None) -> torch.Tensor:
+        """Maps scaled per image for display (see :func:`convscope.viz.render.normalize_maps`);
+        the default is :attr:`display_norm`."""
         from convscope.viz.render import normalize_maps
 
-        return normalize_maps(self.maps.detach(), mode)
+        return normalize_maps(self.maps.detach(), mode or self.display_norm)
 
     def top_predictions(self, k: int = 5) -> list[list[tuple[int, str, float]]]:
         """Per image, the top-k classes as (index, name, softmax probability)."""

@@ -144,12 +144,18 @@ def _timm(arch: str):
 
 
 def _torchscript(path: str):
+    import warnings
+
     import torch
 
     from convscope.core.bundle import ModelBundle
 
     try:
-        model = torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore", DeprecationWarning
+            )  # torch 2.10+ deprecates TorchScript
+            model = torch.jit.load(path, map_location="cpu")
     except Exception as e:
         raise ModelError(f"{path} is not a TorchScript model: {_first_line(e)}") from None
     model.eval()

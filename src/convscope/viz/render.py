@@ -23,17 +23,22 @@ def normalize_maps(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
 
     ``"max"``: divide by the per-map maximum of ``|map|`` (the lecture notes' ``S / S_max``), so
     non-negative maps land in [0, 1] and signed maps in [-1, 1]. ``"minmax"``: map the per-map
-    range onto [0, 1]. A map that is all zero stays zero.
+    range onto [0, 1]. ``"p99"``: divide by the per-map 99th percentile of ``|map|`` and clip to
+    [-1, 1], the usual display of gradient maps, whose few extreme pixels would otherwise leave the
+    rest black. A map that is all zero stays zero.
     """
     flat = maps.reshape(maps.shape[0], -1)
-    if mode == "max":
-        peak = flat.abs().amax(dim=1).clamp_min(torch.finfo(maps.dtype).tiny)
-        return maps / peak.view(-1, *([1] * (maps.ndim - 1)))
+    if mode in ("max", "p99"):
+        mag = flat.abs().float()
+        peak = mag.amax(dim=1) if mode == "max" else torch.quantile(mag, 0.99, dim=1)
+        peak = peak.clamp_min(torch.finfo(torch.float32).tiny).to(maps.dtype)
+        out = maps / peak.view(-1, *([1] * (maps.ndim - 1)))
+        return out if mode == "max" else out.clamp(-1, 1)
     if mode == "minmax":
         lo = flat.amin(dim=1).view(-1, *([1] * (maps.ndim - 1)))
         hi = flat.amax(dim=1).view(-1, *([1] * (maps.ndim - 1)))
         return (maps - lo) / (hi - lo).clamp_min(torch.finfo(maps.dtype).tiny)
-    raise ValueError(f"unknown normalization {mode!r}; use 'max' or 'minmax'")
+    raise ValueError(f"unknown normalization {mode!r}; use 'max', 'p99' or 'minmax'")
 
 
 @lru_cache(maxsize=16)
