@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from convscope.viz.render import colorize, normalize_maps, overlay
+
+
+def test_normalize_max_minmax_p99():
+    maps = torch.tensor([[[1.0, 2.0], [4.0, -8.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    torch.testing.assert_close(normalize_maps(maps, "max")[0], maps[0] / 8)
+    assert torch.equal(normalize_maps(maps, "max")[1], maps[1])  # all-zero stays zero
+    torch.testing.assert_close(normalize_maps(maps, "minmax")[0], (maps[0] + 8) / 12)
+    big = torch.arange(1, 201, dtype=torch.float32).view(1, 10, 20)
+    q = torch.quantile(big.flatten(), 0.99)
+    out = normalize_maps(big, "p99")
+    torch.testing.assert_close(out, (big / q).clamp(max=1))
+    with pytest.raises(ValueError, match="unknown normalization"):
+        normalize_maps(maps, "median")
+
+
+def test_colorize_uses_the_matplotlib_colormap():
+    heat = torch.tensor([[0.0, 0.5], [0.25, 1.0]])
+    got = colorize(heat, "viridis").numpy()
+    cm = matplotlib.colormaps["viridis"]
+    for (i, j), v in np.ndenumerate(heat.numpy()):
+        expected = np.round(np.array(cm(round(v * 255) / 255)[:3]) * 255)
+        np.testing.assert_allclose(got[i, j], expected, atol=1)
+
+
+def test_overlay_blends_by_alpha():
+    pixels = torch.full((2, 2, 3), 100, dtype=torch.uint8)
+    heat = torch.zeros(2, 2)
+    colour = colorize(heat, "gray")  # black
+    assert colour.sum() == 0
+    out = overlay(pixels, heat, "gray", alpha=0.25)
+    assert torch.equal(out, torch.full((2, 2, 3), 75, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay(pixels, torch.zeros(3, 3))
