@@ -83,3 +83,14 @@ def test_model_without_feature_maps_has_no_auto_layer():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     with pytest.raises(LayerError, match="no layer with a 4-D"):
         convscope.explain(mlp, torch.randn(2, 3, 2, 2), method="gradcam")
+
+
+def test_recorder_keeps_only_the_calls_asked_for(tiny, tiny_x):
+    with torch.no_grad(), Recorder(tiny, ["act@1"]) as rec:
+        tiny(tiny_x)
+    assert len(rec.calls["act"]) == 2 and not isinstance(rec.calls["act"][0], torch.Tensor)
+    assert list(rec.activations()) == ["act@1"]
+    expected = torch.relu(tiny.conv2(torch.relu(tiny.conv1(tiny_x))))
+    torch.testing.assert_close(rec.activation("act@1"), expected)
+    with pytest.raises(LayerError, match="was not recorded"):
+        rec.activation("act@0")

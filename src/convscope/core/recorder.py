@@ -62,6 +62,14 @@ class Recorder:
         self.calls: dict[str, list[Any]] = {}
         self.order: list[tuple[str, int]] = []
         self._handles: list[Any] = []
+        # Which calls of each module to keep: None keeps every call. Calls not asked for (the stem
+        # call of a ReLU6 reused in the head, say) are counted but neither kept nor cloned.
+        self._wanted: dict[str, set[int] | None] = {}
+        for ref in self.refs:
+            if ref.call is None or self._wanted.get(ref.name, set()) is None:
+                self._wanted[ref.name] = None
+            else:
+                self._wanted.setdefault(ref.name, set()).add(ref.call)
 
     # -- context -------------------------------------------------------------------------------
     def __enter__(self) -> Recorder:
@@ -93,7 +101,13 @@ class Recorder:
 
     # -- hooks ---------------------------------------------------------------------------------
     def _hook(self, name: str):
+        wanted = self._wanted.get(name)
+
         def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+            if wanted is not None and len(self.calls[name]) not in wanted:
+                self.calls[name].append(_SKIPPED)
+                self.order.append((name, len(self.calls[name]) - 1))
+                return None
             if not isinstance(output, torch.Tensor):
                 self.calls[name].append(output)
                 self.order.append((name, len(self.calls[name]) - 1))
@@ -140,6 +154,8 @@ class Recorder:
                     f"call @{ref.call} does not exist"
                 )
             out = calls[ref.call]
+        if out is _SKIPPED:
+            raise LayerError(f"layer {ref.spec!r} ran but was not recorded; give it to the Recorder")
         if not isinstance(out, torch.Tensor):
             raise LayerError(
                 f"layer {ref.spec!r} returns {type(out).__name__}, not a tensor; pick another layer"
@@ -151,7 +167,7 @@ class Recorder:
         out: dict[str, torch.Tensor] = {}
         for name, calls in self.calls.items():
             for i, value in enumerate(calls):
-                if isinstance(value, torch.Tensor):
+                if isinstance(value, torch.Tensor) and value is not _SKIPPED:
                     out[name if len(calls) == 1 else f"{name}@{i}"] = value
         return out
 
@@ -163,6 +179,9 @@ class Recorder:
             if not t.requires_grad:
                 raise RuntimeError("recorded tensor has no gradient; use Recorder(gradients=True)")
         return torch.autograd.grad(score, tensors, allow_unused=False)
+
+
+_SKIPPED = object()  # placeholder for a call that ran but was not asked for
 
 
 def _shape_of(output: Any) -> Any:
