@@ -155,7 +155,9 @@ class Recorder:
                 )
             out = calls[ref.call]
         if out is _SKIPPED:
-            raise LayerError(f"layer {ref.spec!r} ran but was not recorded; give it to the Recorder")
+            raise LayerError(
+                f"layer {ref.spec!r} ran but was not recorded; give it to the Recorder"
+            )
         if not isinstance(out, torch.Tensor):
             raise LayerError(
                 f"layer {ref.spec!r} returns {type(out).__name__}, not a tensor; pick another layer"
