@@ -14,7 +14,9 @@ from tests.models import TinyCNN, tiny_input
 
 
 def test_registry_lists_the_bundled_model():
-    assert "efficientnet_lite0" in convscope.models()
+    import convscope.models  # the subpackage must not shadow the function
+
+    assert "efficientnet_lite0" in convscope.list_models()
 
 
 def test_bundled_model_is_the_real_imagenet_network(lite0):

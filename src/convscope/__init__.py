@@ -21,7 +21,7 @@ _EXPORTS = {
     "methods": "convscope.core.registry",
     "method_info": "convscope.core.registry",
     "load_model": "convscope.models",
-    "models": "convscope.models",
+    "list_models": "convscope.models",
     "ModelBundle": "convscope.core.bundle",
     "Explanation": "convscope.core.result",
     "list_layers": "convscope.core.layers",
@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
-    from convscope.models import load_model, models
+    from convscope.models import list_models, load_model
 
 
 def __getattr__(name: str) -> Any:

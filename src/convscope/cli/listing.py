@@ -6,7 +6,7 @@ import argparse
 
 
 def models(args: argparse.Namespace) -> int:
-    from convscope.models import models as registered
+    from convscope.models import list_models as registered
 
     for name, desc in registered().items():
         print(f"{name:<22} {desc}")

@@ -38,8 +38,10 @@ class MethodInfo:
 
 _REGISTRY: dict[str, MethodInfo] = {}
 
-# Modules whose import registers methods; loaded on first use of the registry.
-_METHOD_MODULES = ("convscope.attribution.saliency", "convscope.cam.gradcam")
+# Packages whose modules register methods when imported; all are loaded on first use of the
+# registry, so a new method is one new module and nothing else.
+_METHOD_PACKAGES = ("convscope.attribution", "convscope.cam")
+_loaded = False
 
 
 def register_method(
@@ -66,8 +68,17 @@ def register_method(
 
 
 def _load() -> None:
-    for mod in _METHOD_MODULES:
-        importlib.import_module(mod)
+    global _loaded
+    if _loaded:
+        return
+    import pkgutil
+
+    for pkg_name in _METHOD_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{pkg_name}.{info.name}")
+    _loaded = True
 
 
 def methods() -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from convscope.errors import ModelError, did_you_mean
 
-__all__ = ["load_model", "models", "register_model"]
+__all__ = ["list_models", "load_model", "register_model"]
 
 _MODELS: dict[str, tuple[Callable[[], Any], str]] = {}
 
@@ -30,7 +30,7 @@ def register_model(name: str, description: str) -> Callable[[Callable[[], Any]],
     return deco
 
 
-def models() -> dict[str, str]:
+def list_models() -> dict[str, str]:
     """Registered model names -> descriptions (plus the ``torchvision:``/``timm:`` prefixes)."""
     return {name: desc for name, (_, desc) in _MODELS.items()}
 
@@ -179,7 +179,7 @@ def load_model(
     """A :class:`~convscope.core.bundle.ModelBundle` for ``model``.
 
     Args:
-        model: a registered name (see :func:`models`), ``"torchvision:<arch>"``,
+        model: a registered name (see :func:`list_models`), ``"torchvision:<arch>"``,
             ``"timm:<arch>"``, a path to a TorchScript file, an ``nn.Module``, or a bundle.
         preprocess: a :class:`~convscope.core.bundle.Preprocess` or a callable PIL image ->
             (C, H, W) tensor; default: resize 256, crop 224, ImageNet mean/std.

@@ -1,0 +1,169 @@
+"""Running a model from one layer onwards: :class:`Tail`.
+
+Methods that perturb a layer's activations many times (ablation-CAM) only need the network after
+that layer. :class:`Tail` builds that part with :mod:`torch.fx` when the model traces: the graph is
+cut at the layer's call, and every value the rest of the graph needs from before the cut (a
+residual input, a shape) is captured once from a forward pass of the real batch. The split is
+checked against the full model's output on that batch; when tracing fails or the check does not
+hold, :class:`Tail` falls back to full forward passes with the layer's output substituted through a
+hook (same answer, more work). Either way the user's model is not changed: the traced graph only
+refers to the model's own modules.
+
+A tail takes activations with the batch size of the batch it was built on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from convscope.core.layers import LayerRef
+
+__all__ = ["Tail", "substitute"]
+
+
+@contextlib.contextmanager
+def substitute(model: nn.Module, ref: LayerRef, value: torch.Tensor) -> Iterator[None]:
+    """Within the block, the output of ``ref`` (its call ``@k``; its only call if None) is
+    replaced by ``value`` in every forward pass. The hook is removed on exit."""
+    count = [0]
+    target = ref.call or 0
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+        k = count[0]
+        count[0] += 1
+        return value if k == target else None
+
+    def reset(module: nn.Module, args: Any) -> None:
+        count[0] = 0
+
+    handles = [ref.module.register_forward_hook(hook), model.register_forward_pre_hook(reset)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _LeafTracer(fx.Tracer):
+    def __init__(self, leaf: nn.Module) -> None:
+        super().__init__()
+        self.leaf = leaf
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return m is self.leaf or super().is_leaf_module(m, qualname)
+
+
+class Tail:
+    """``tail(activation) -> model output`` for the part of ``model`` after layer ``ref``.
+
+    Args:
+        model: the model (in the mode it should run in, normally eval).
+        ref: the layer; its output on ``x`` is where the tail starts.
+        x: the input batch; values the tail needs from before the layer are taken from it.
+
+    Attributes:
+        split: True when the tail is a traced sub-graph (only the layers after ``ref`` run),
+            False when each call runs the whole model with the activation substituted.
+        activation: the layer's output on ``x``.
+        output: the model's output on ``x``.
+    """
+
+    def __init__(self, model: nn.Module, ref: LayerRef, x: torch.Tensor) -> None:
+        self.model, self.ref, self.x = model, ref, x
+        self._graph: fx.GraphModule | None = None
+        self._captured: list[Any] = []
+        with torch.no_grad():
+            try:
+                self._build()
+            except Exception:
+                self._graph = None
+            if self._graph is None:
+                self._fallback_reference()
+        self.split = self._graph is not None
+
+    # -- construction --------------------------------------------------------------------------
+    def _build(self) -> None:
+        tracer = _LeafTracer(self.ref.module)
+        graph = tracer.trace(self.model)
+        gm = fx.GraphModule(tracer.root, graph)
+        calls = [
+            n for n in graph.nodes if n.op == "call_module" and n.target == self.ref.name
+        ]
+        k = self.ref.call or 0
+        if len(calls) <= k or (self.ref.call is None and len(calls) != 1):
+            return
+        cut = calls[k]
+        # nodes downstream of the cut
+        after: set[fx.Node] = {cut}
+        order = list(graph.nodes)
+        for n in order[order.index(cut) + 1 :]:
+            if any(a in after for a in n.all_input_nodes):
+                after.add(n)
+        output = next(n for n in order if n.op == "output")
+        if output not in after:
+            return
+        # what the downstream nodes need from before the cut
+        needed: list[fx.Node] = []
+        for n in order:
+            if n in after and n is not cut:
+                for a in n.all_input_nodes:
+                    if a not in after and a not in needed:
+                        needed.append(a)
+        # one forward through the traced graph captures the cut's value and the needed values
+        env: dict[fx.Node, Any] = {}
+
+        class Capture(fx.Interpreter):
+            def run_node(self, n: fx.Node) -> Any:
+                value = super().run_node(n)
+                if n is cut or n in needed:
+                    env[n] = value
+                return value
+
+        full = Capture(gm).run(self.x)
+        # the tail graph: placeholders for the cut and the needed values, then the downstream nodes
+        tail = fx.Graph()
+        remap: dict[fx.Node, fx.Node] = {cut: tail.placeholder("activation")}
+        for i, n in enumerate(needed):
+            remap[n] = tail.placeholder(f"captured_{i}")
+        for n in order:
+            if n in after and n is not cut:
+                remap[n] = tail.node_copy(n, lambda a: remap[a])
+        tail_gm = fx.GraphModule(tracer.root, tail)
+        self._captured = [env[n] for n in needed]
+        self.activation = env[cut]
+        self.output = self.model(self.x)
+        check = tail_gm(self.activation, *self._captured)
+        if not _same(full, self.output) or not _same(check, self.output):
+            return
+        self._graph = tail_gm
+
+    def _fallback_reference(self) -> None:
+        from convscope.core.recorder import Recorder
+
+        with Recorder(self.model, [self.ref]) as rec:
+            self.output = self.model(self.x)
+        self.activation = rec.activation(self.ref)
+
+    # -- use -----------------------------------------------------------------------------------
+    def __call__(self, activation: torch.Tensor) -> torch.Tensor:
+        if activation.shape != self.activation.shape:
+            raise ValueError(
+                f"a tail takes activations of shape {tuple(self.activation.shape)}, "
+                f"got {tuple(activation.shape)}"
+            )
+        if self._graph is not None:
+            return self._graph(activation, *self._captured)
+        with substitute(self.model, self.ref, activation):
+            return self.model(self.x)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        scale = b.detach().abs().max().clamp_min(1e-12)
+        return a.shape == b.shape and bool(((a - b).abs().max() / scale) < 1e-5)
+    return False
