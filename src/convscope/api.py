@@ -75,6 +75,33 @@ def _layers(bundle: ModelBundle, layer: Any, x: torch.Tensor) -> list[LayerRef]:
     return refs
 
 
+def _upsample(maps: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    if maps.shape[-2:] == size:
+        return maps
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def fuse_layer_maps(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Fuse per-layer maps (already at one size): each scaled by its per-image max, then the
+    elementwise max across layers (as LayerCAM, Jiang et al. 2021, fuses its layers)."""
+    from convscope.viz.render import normalize_maps
+
+    return torch.stack([normalize_maps(m, "max") for m in maps]).amax(dim=0)
+
+
+def _to_input_size(
+    maps: torch.Tensor | list[torch.Tensor], size: torch.Size
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(raw maps, maps at input size). Several layers' maps are fused at input size; their raw
+    maps are the fused map too (per-layer maps stay in ``Explanation.meta``)."""
+    if isinstance(maps, torch.Tensor):
+        return maps.detach(), _upsample(maps.detach(), size)
+    if len(maps) == 1:
+        return maps[0].detach(), _upsample(maps[0].detach(), size)
+    fused = fuse_layer_maps([_upsample(m.detach(), size) for m in maps])
+    return fused, fused
+
+
 def explain(
     model: Any,
     images: Any,
@@ -136,15 +163,9 @@ def explain(
         for s in starts:
             part = tgt.subset(s, min(s + step, n))
             out = info.fn(Context(bundle.model, x[s : s + step], part, refs), **options)
-            raw = out.maps.detach()
+            raw, up = _to_input_size(out.maps, x.shape[-2:])
             raws.append(raw)
-            if raw.shape[-2:] != x.shape[-2:]:
-                up = F.interpolate(
-                    raw[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
-                )
-                maps.append(up[:, 0])
-            else:
-                maps.append(raw)
+            maps.append(up)
             outputs.append(out.output)
             indices.append(part.indices)
             scores.append(part.last_scores)

@@ -97,3 +97,13 @@ def test_callable_target():
     expected = (m.fc.weight[0] + m.fc.weight[1]).view(3, 4, 4).abs().amax(0)
     torch.testing.assert_close(r.maps[1], expected)
     assert r.targets is None
+
+
+def test_several_layers_are_fused_by_max_of_normalized_maps(tiny, tiny_x):
+    targets = [0, 1, 2, 3]
+    a = convscope.explain(tiny, tiny_x, layer="conv3", target=targets).maps
+    b = convscope.explain(tiny, tiny_x, layer="act@1", target=targets).maps
+    both = convscope.explain(tiny, tiny_x, layer=["conv3", "act@1"], target=targets)
+    peak = lambda m: m.flatten(1).amax(1).clamp_min(1e-30)[:, None, None]  # noqa: E731
+    torch.testing.assert_close(both.maps, torch.maximum(a / peak(a), b / peak(b)))
+    assert both.layer == "conv3, act@1"

@@ -14,7 +14,7 @@ from convscope.core.context import Context
 from convscope.core.recorder import Recorder
 from convscope.errors import LayerError
 
-__all__ = ["LayerPass", "layer_forward", "weighted_sum"]
+__all__ = ["LayerPass", "layer_forward", "per_layer", "weighted_sum"]
 
 
 class LayerPass:
@@ -59,3 +59,9 @@ def weighted_sum(
         weights = weights[:, :, None, None]
     cam = (weights * activations).sum(dim=1)
     return cam.clamp_min(0) if relu else cam
+
+
+def per_layer(p: LayerPass, fn) -> list[torch.Tensor]:
+    """``[fn(A, G) for each recorded layer]`` (G is None when no gradients were taken)."""
+    grads = p.gradients if p.gradients is not None else [None] * len(p.activations)
+    return [fn(a, g) for a, g in zip(p.activations, grads)]

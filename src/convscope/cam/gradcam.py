@@ -14,7 +14,7 @@ layer.
 
 from __future__ import annotations
 
-from convscope.cam.base import layer_forward, weighted_sum
+from convscope.cam.base import layer_forward, per_layer, weighted_sum
 from convscope.core.context import Context, MethodOutput
 from convscope.core.registry import register_method
 
@@ -31,6 +31,4 @@ def gradcam(ctx: Context) -> MethodOutput:
     """:math:`\\mathrm{ReLU}(\\sum_k \\alpha_k^c A^k)` with :math:`\\alpha_k^c` the spatial mean of
     :math:`\\partial y^c/\\partial A^k` (Selvaraju et al. 2017)."""
     p = layer_forward(ctx, gradients=True, method="Grad-CAM")
-    (a,), (g,) = p.activations, p.gradients
-    alpha = g.mean(dim=(2, 3))
-    return MethodOutput(weighted_sum(alpha, a), p.output)
+    return MethodOutput(per_layer(p, lambda a, g: weighted_sum(g.mean(dim=(2, 3)), a)), p.output)

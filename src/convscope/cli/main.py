@@ -42,6 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--top", type=int, default=5, help="predictions to print per image")
     e.set_defaults(run="convscope.cli.explain:run")
 
+    ev = sub.add_parser("evaluate", help="score methods with faithfulness metrics (a table)")
+    ev.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
+    ev.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    ev.add_argument(
+        "--methods", default="gradcam,saliency", help="comma-separated method names, or all"
+    )
+    ev.add_argument("--target", "-t", action="append", help="as for explain (default top1)")
+    ev.add_argument("--layer", "-l", default="auto", help="layer for CAM methods (default auto)")
+    ev.add_argument("--steps", type=int, default=28, help="steps for deletion/insertion curves")
+    ev.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    ev.add_argument("--out", "-o", default=None, help="folder for metrics.csv and metrics.json")
+    ev.set_defaults(run="convscope.cli.evaluate:run")
+
     d = sub.add_parser("demo", help="build the demo page from the sample photos")
     d.add_argument("--out", "-o", default="convscope-demo", help="output folder")
     d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")

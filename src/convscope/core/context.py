@@ -38,8 +38,12 @@ class Context:
 
 @dataclass
 class MethodOutput:
-    """Raw, signed maps (N, h, w) as the paper defines them, and the model's output (N, classes)."""
+    """Raw maps as the paper defines them, and the model's output (N, classes).
 
-    maps: torch.Tensor
+    ``maps`` is one (N, h, w) tensor, or, for layer methods given several layers, a list with one
+    (N, h_i, w_i) tensor per layer in ``ctx.layers`` order (the core upsamples and fuses them).
+    """
+
+    maps: torch.Tensor | list[torch.Tensor]
     output: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)

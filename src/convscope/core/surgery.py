@@ -91,9 +91,7 @@ class Tail:
         tracer = _LeafTracer(self.ref.module)
         graph = tracer.trace(self.model)
         gm = fx.GraphModule(tracer.root, graph)
-        calls = [
-            n for n in graph.nodes if n.op == "call_module" and n.target == self.ref.name
-        ]
+        calls = [n for n in graph.nodes if n.op == "call_module" and n.target == self.ref.name]
         k = self.ref.call or 0
         if len(calls) <= k or (self.ref.call is None and len(calls) != 1):
             return
