@@ -151,7 +151,7 @@ def explain(
     n = x.shape[0]
     tgt = resolve_targets(target, n, bundle.class_names, score=score)
 
-    maps, raws, outputs, indices, scores = [], [], [], [], []
+    maps, raws, outputs, indices, scores, attributions = [], [], [], [], [], []
     with preserved(bundle.model):
         refs = _layers(bundle, layer, x) if info.needs_layer else []
         step = batch_size or n
@@ -167,6 +167,7 @@ def explain(
             raws.append(raw)
             maps.append(up)
             outputs.append(out.output)
+            attributions.append(out.extras.get("attributions"))
             indices.append(part.indices)
             scores.append(part.last_scores)
 
@@ -184,6 +185,11 @@ def explain(
         output=output,
         pixels=pixels,
         labels=labels,
+        attributions=(
+            None
+            if any(a is None for a in attributions)
+            else torch.cat([a.detach() for a in attributions])
+        ),
         class_names=bundle.class_names,
         meta={
             "model": bundle.name,

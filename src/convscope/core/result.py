@@ -29,6 +29,8 @@ class Explanation:
         output: (N, classes) the model's output, for predictions (None if the method made none).
         pixels: (N, H, W, 3) uint8 images the model saw (after resize/crop), for overlays.
         labels: a short name per image (file stems), used to name saved files.
+        attributions: (N, C, H, W) per-channel input attributions, for methods that have them
+            (guided backpropagation, integrated gradients, ...); None otherwise.
     """
 
     maps: torch.Tensor
@@ -43,6 +45,7 @@ class Explanation:
     labels: list[str]
     class_names: list[str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    attributions: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.maps.shape[0]
