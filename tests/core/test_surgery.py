@@ -1,0 +1,100 @@
+"""Running a model from a layer onwards (core.surgery.Tail)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from convscope.core.guard import fingerprints_equal, model_fingerprint, preserved
+from convscope.core.layers import resolve_layer
+from convscope.core.surgery import Tail, substitute
+from tests.models import TinyCNN, tiny_input
+
+
+def _brute_force(model, spec, x, activation):
+    with torch.no_grad(), substitute(model, resolve_layer(model, spec), activation):
+        return model(x)
+
+
+@pytest.mark.parametrize("spec", ["conv1", "act@0", "conv2", "act@1", "relu6"])
+def test_tail_equals_full_forward_with_substituted_activation(spec):
+    model = TinyCNN().eval()
+    x = tiny_input(3)
+    before = model_fingerprint(model)
+    tail = Tail(model, resolve_layer(model, spec), x)
+    assert tail.split
+    torch.testing.assert_close(tail.output, model(x))
+    a = tail.activation.clone()
+    a[:, 1] = 0
+    a[0] *= 2
+    with torch.no_grad():
+        torch.testing.assert_close(tail(a), _brute_force(model, spec, x, a))
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+class Residual(nn.Module):
+    """The tail needs a value from before the cut (the skip connection) and a shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 3, 1)
+        self.b = nn.Conv2d(3, 3, 1)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        h = self.a(x)
+        y = self.b(h) + x
+        return self.fc(y.view(x.size(0), 3, -1).mean(-1))
+
+
+def test_tail_captures_skip_connections():
+    model = Residual().eval()
+    x = tiny_input(2, 8)
+    tail = Tail(model, resolve_layer(model, "b"), x)
+    assert tail.split
+    a = torch.randn_like(tail.activation)
+    with torch.no_grad():
+        torch.testing.assert_close(tail(a), _brute_force(model, "b", x, a))
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow: fx cannot trace it, so the tail falls back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        if h.sum() > 1e9:
+            h = h * 2
+        return self.fc(h.mean((2, 3)))
+
+
+def test_untraceable_model_falls_back_to_full_forwards():
+    model = Untraceable().eval()
+    x = tiny_input(2, 8)
+    with preserved(model):
+        tail = Tail(model, resolve_layer(model, "conv"), x)
+    assert not tail.split
+    a = torch.randn_like(tail.activation)
+    with torch.no_grad():
+        torch.testing.assert_close(tail(a), _brute_force(model, "conv", x, a))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    with pytest.raises(ValueError, match="takes activations of shape"):
+        tail(a[:1])
+
+
+def test_lite0_tail_at_the_head(lite0):
+    x = tiny_input(2, 224)
+    with preserved(lite0.model):
+        tail = Tail(lite0.model, resolve_layer(lite0.model, "_swish@1"), x)
+        assert tail.split
+        a = tail.activation.clone()
+        a[:, :100] = 0
+        with torch.no_grad():
+            torch.testing.assert_close(
+                tail(a), _brute_force(lite0.model, "_swish@1", x, a), rtol=1e-4, atol=1e-4
+            )
