@@ -1,0 +1,83 @@
+"""Shared by the multi-pass method tests (in the style of tests/parity/test_reference_parity.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from PIL import Image
+from torch import nn
+
+from convscope.core.context import Context, MethodOutput
+from convscope.core.registry import get_method
+from convscope.core.targets import TargetSpec, resolve_targets
+
+RTOL = 1e-5
+TINY_TARGETS = [0, 3, 1, 4]
+LITE0_TARGETS = [967, 281, 3, 500]  # espresso, tabby cat, tiger shark, cliff dwelling
+PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
+
+
+def assert_parity(ours: torch.Tensor, ref: torch.Tensor, what: str) -> float:
+    """Elementwise |ours - ref| <= RTOL * max|ref| for each image; returns the worst ratio."""
+    ours, ref = ours.detach().double().cpu(), ref.detach().double().cpu()
+    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
+    scale = ref.abs().flatten(1).amax(dim=1)
+    assert bool((scale > 0).all()), f"{what}: a reference map is all zero ({scale.tolist()})"
+    diff = (ours - ref).abs().flatten(1).amax(dim=1)
+    ratio = (diff / scale).max().item()
+    print(f"PARITY {what}: max |diff| / max |ref| = {ratio:.3e}")
+    assert ratio <= RTOL, f"{what}: per-image max |diff| / max |ref| = {(diff / scale).tolist()}"
+    return ratio
+
+
+def reference_copy(model: nn.Module) -> nn.Module:
+    """A private copy of ``model`` in eval mode for a reference library to run."""
+    ref = copy.deepcopy(model).eval()
+    assert not any(m.training for m in ref.modules())
+    return ref
+
+
+def assert_no_hooks(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
+            assert not getattr(m, attr), f"{name or 'model'} has {attr} left"
+
+
+def photos() -> list[Image.Image]:
+    import skimage.data
+
+    return [Image.fromarray(getattr(skimage.data, name)()) for name in PHOTOS]
+
+
+def run_method(
+    name: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    target: TargetSpec = "top1",
+    score: str = "logit",
+    **options,
+) -> tuple[MethodOutput, Context]:
+    """Call a registered method directly (for options ``explain`` keeps for itself, such as
+    ``batch_size``, and for ``extras``). The model must already be in eval mode."""
+    ctx = Context(model, x, resolve_targets(target, x.shape[0], score=score))
+    return get_method(name).fn(ctx, **options), ctx
+
+
+class LinearImage(nn.Module):
+    """f(x) = W x + b on a flattened image: dS_c/dx = W_c everywhere."""
+
+    def __init__(self, shape: tuple[int, int, int] = (3, 8, 8), n_classes: int = 3) -> None:
+        super().__init__()
+        self.shape = shape
+        self.fc = nn.Linear(shape[0] * shape[1] * shape[2], n_classes)
+        with torch.no_grad():
+            n = self.fc.weight.numel()
+            self.fc.weight.copy_(torch.arange(n, dtype=torch.float32).view_as(self.fc.weight).sin())
+            self.fc.bias.copy_(torch.arange(n_classes, dtype=torch.float32))
+
+    def weight(self, c: int) -> torch.Tensor:
+        return self.fc.weight[c].detach().view(self.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
