@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "explain": "convscope.api",
+    "compare": "convscope.api",
     "methods": "convscope.core.registry",
     "method_info": "convscope.core.registry",
     "load_model": "convscope.models",
@@ -42,7 +43,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from convscope.api import explain
+    from convscope.api import compare, explain
     from convscope.core.bundle import ModelBundle
     from convscope.core.layers import auto_layer, list_layers, resolve_layer
     from convscope.core.recorder import Recorder

@@ -18,7 +18,7 @@ from convscope.core.result import Explanation
 from convscope.core.targets import TargetSpec, resolve_targets
 from convscope.errors import ConvscopeError, ImageError, MethodError
 
-__all__ = ["explain", "prepare_inputs"]
+__all__ = ["compare", "explain", "prepare_inputs"]
 
 
 def prepare_inputs(
@@ -198,3 +198,40 @@ def explain(
             "options": dict(options),
         },
     )
+
+
+def compare(
+    model: Any,
+    images: Any,
+    methods: str | Sequence[str] = "all",
+    target: TargetSpec = "top1",
+    layer: str | Sequence[str] | None = "auto",
+    **kwargs: Any,
+) -> tuple[dict[str, Explanation], dict[str, str]]:
+    """Run several methods on the same images and targets.
+
+    ``methods="all"`` means every registered method. Returns ``(results, skipped)``: the
+    explanations by method name, and for methods that cannot apply to this model the one-line
+    reason (a requested method that cannot apply is skipped too, with its reason).
+    """
+    from convscope.core.registry import methods as registered
+    from convscope.errors import LayerError
+    from convscope.models import load_model
+
+    bundle = load_model(model)
+    names = registered() if methods == "all" else [methods] if isinstance(methods, str) else methods
+    if not names:
+        raise MethodError("no methods given")
+    infos = [get_method(n) for n in names]  # unknown names fail before any work
+    x, pixels, labels = prepare_inputs(bundle, images)
+    results: dict[str, Explanation] = {}
+    skipped: dict[str, str] = {}
+    for info in infos:
+        try:
+            r = explain(bundle, x, info.name, target, layer, **kwargs)
+        except (MethodError, LayerError) as e:
+            skipped[info.name] = str(e)
+            continue
+        r.pixels, r.labels = pixels, labels
+        results[info.name] = r
+    return results, skipped
