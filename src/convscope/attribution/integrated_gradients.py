@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import torch
 
-from convscope.attribution.smoothgrad import (
+from convscope.core.context import Context, MethodOutput
+from convscope.core.passes import (
     as_baseline,
     clean_forward,
     copy_scores,
     empty_rows,
+    progress,
     row_chunks,
 )
-from convscope.core.context import Context, MethodOutput
 from convscope.core.registry import register_method
 from convscope.errors import MethodError
 
@@ -114,7 +115,7 @@ def integrated_gradients(
     total = torch.zeros_like(x)
     chunks = row_chunks(n * steps, n, batch_size, ctx.target, default=steps)
     buf = empty_rows(x, chunks[0][1] - chunks[0][0])
-    for start, stop in chunks:
+    for start, stop in progress(chunks, ctx, "integrated gradients"):
         rows = torch.arange(start, stop, device=x.device)
         images, k = rows % n, rows // n
         xb = torch.index_select(diff, 0, images, out=buf[: stop - start])

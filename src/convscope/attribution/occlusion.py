@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import torch
 
-from convscope.attribution.smoothgrad import (
+from convscope.core.context import Context, MethodOutput
+from convscope.core.passes import (
     as_baseline,
     clean_forward,
     copy_scores,
     empty_rows,
+    progress,
     row_chunks,
 )
-from convscope.core.context import Context, MethodOutput
 from convscope.core.registry import register_method
 from convscope.errors import MethodError
 
@@ -102,7 +103,7 @@ def occlusion(
         total = x.new_zeros((n, h, w))
         chunks = row_chunks(n * n_windows, n, batch_size, ctx.target, default=n_windows)
         buf = empty_rows(x, chunks[0][1] - chunks[0][0])
-        for start, stop in chunks:
+        for start, stop in progress(chunks, ctx, "occlusion"):
             rows = torch.arange(start, stop, device=x.device)
             images, k = rows % n, rows // n
             mask = rmask[k // cmask.shape[0], :, None] & cmask[k % cmask.shape[0], None, :]

@@ -1,4 +1,4 @@
-"""SmoothGrad, and the bookkeeping shared by the methods that run many perturbed copies.
+"""SmoothGrad.
 
 Smilkov, Thorat, Kim, Viégas & Wattenberg, "SmoothGrad: removing noise by adding noise",
 ICML workshop 2017 (arXiv:1706.03825), eq. (3), applied to the saliency map of Simonyan et al.
@@ -24,15 +24,7 @@ nt_type="smoothgrad", nt_samples=n_samples, stdevs=sigma_i, abs=True)`` run unde
 CPU one draw of ``k`` images is ``k`` draws of one image when ``C * H * W`` is a multiple of 16
 (PyTorch fills normal samples in blocks of 16), as it is for 3 x 224 x 224.
 
-Layout of the perturbed copies (shared with integrated gradients and occlusion): row
-``p = j * N + i`` of the perturbed batch is copy ``j`` of image ``i``, so every run of ``N`` rows
-is one perturbed copy of the whole batch, in its order. Class targets are read with ``gather``
-on the classes resolved once on the clean input; a callable target is applied to each run of
-``N`` rows (so it sees a batch shaped and ordered like the clean one), which is why, with a
-callable target, ``batch_size`` is rounded down to a multiple of ``N`` (and at least ``N``).
-``batch_size=None`` runs one image's worth of copies per forward (``n_samples`` rows for
-SmoothGrad, ``steps`` for integrated gradients), so memory does not grow with ``N``: all
-``N * steps`` copies of 4 Lite0 images at once take ~17 GB of CPU memory, and are slower.
+The perturbed copies are laid out and batched as :mod:`convscope.core.passes` describes.
 """
 
 from __future__ import annotations
@@ -40,113 +32,13 @@ from __future__ import annotations
 import torch
 
 from convscope.core.context import Context, MethodOutput
+from convscope.core.passes import clean_forward, copy_scores, empty_rows, progress, row_chunks
 from convscope.core.registry import register_method
-from convscope.core.targets import Target
-from convscope.errors import MethodError, TargetError
+from convscope.errors import MethodError
 
-__all__ = [
-    "as_baseline",
-    "clean_forward",
-    "copy_scores",
-    "empty_rows",
-    "row_chunks",
-    "smoothgrad",
-]
+__all__ = ["smoothgrad"]
 
 
-# -- shared by the multi-pass methods (smoothgrad, integrated_gradients, occlusion) -------------
-def clean_forward(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
-    """(output, scores) on the clean batch, without autograd; resolves ``ctx.target.indices``."""
-    with torch.no_grad():
-        output = ctx.model(ctx.x)
-        scores = ctx.target.scores(output)
-    return output.detach(), scores.detach()
-
-
-def copy_scores(target: Target, output: torch.Tensor, images: torch.Tensor, n: int) -> torch.Tensor:
-    """Scores of perturbed copies: row ``r`` of ``output`` comes from image ``images[r]``.
-
-    Class targets use the classes resolved on the clean batch (:func:`clean_forward`); a callable
-    target is applied to each run of ``n`` rows, which must be whole copies of the clean batch.
-    ``target`` itself is left as the clean forward set it.
-    """
-    if target.fn is None:
-        if target.score == "prob":
-            output = output.softmax(dim=1)
-        elif target.score == "logprob":
-            output = output.log_softmax(dim=1)
-        return output.gather(1, target.indices[images][:, None])[:, 0]
-    if output.shape[0] % n:  # row_chunks hands callables whole copies; a bug if raised
-        raise RuntimeError("callable targets need whole copies of the batch")
-    parts = []
-    for group in output.split(n):
-        s = target.fn(group)
-        if not isinstance(s, torch.Tensor) or s.shape != (n,):
-            raise TargetError(
-                f"a target callable must return a tensor of shape ({n},); "
-                f"got {getattr(s, 'shape', type(s).__name__)}"
-            )
-        parts.append(s)
-    return torch.cat(parts)
-
-
-def row_chunks(
-    rows: int, n: int, batch_size: int | None, target: Target, default: int
-) -> list[tuple[int, int]]:
-    """``[start, stop)`` ranges of at most ``batch_size`` perturbed rows (``default`` if None);
-    whole copies of the ``n``-image batch when the target is a callable."""
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise MethodError(f"batch_size must be a positive integer or None, not {batch_size!r}")
-    step = min(default if batch_size is None else batch_size, rows)
-    if target.fn is not None:
-        step = max(n, step - step % n)
-    return [(s, min(s + step, rows)) for s in range(0, rows, step)]
-
-
-def empty_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
-    """An uninitialized (rows, C, H, W) buffer in ``x``'s dtype, device and memory format.
-
-    The memory format matters: convolutions pick other kernels for channels-last inputs, and on
-    EfficientNet-Lite0 the input gradients of the two formats differ by up to ~1e-3 (relative), so
-    perturbed copies are kept in the format of the clean input (and of plain saliency).
-    """
-    fmt = torch.contiguous_format
-    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        fmt = torch.channels_last
-    return torch.empty((rows, *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=fmt)
-
-
-def as_baseline(baseline: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``baseline`` as a tensor of ``x``'s dtype and device with ``x.ndim`` dims that broadcasts
-    to ``x`` (its first dim is 1 or N)."""
-    if isinstance(baseline, bool) or not isinstance(baseline, int | float | torch.Tensor):
-        raise MethodError(
-            f"baseline must be a number or a tensor broadcastable to the input, "
-            f"not {type(baseline).__name__}"
-        )
-    b = torch.as_tensor(
-        baseline.detach() if isinstance(baseline, torch.Tensor) else baseline,
-        dtype=x.dtype,
-        device=x.device,
-    )
-    shape = tuple(x.shape)
-    ok = b.ndim <= x.ndim
-    if ok:
-        b = b.reshape((1,) * (x.ndim - b.ndim) + tuple(b.shape))
-        try:
-            ok = torch.broadcast_shapes(b.shape, x.shape) == x.shape
-        except RuntimeError:
-            ok = False
-    if not ok:
-        raise MethodError(
-            f"a baseline of shape {tuple(baseline.shape)} does not broadcast to the input {shape}"
-        )
-    return b
-
-
-# -- SmoothGrad ------------------------------------------------------------------------------
 @register_method(
     "smoothgrad",
     family="gradient",
@@ -190,7 +82,7 @@ def smoothgrad(
     total = torch.zeros_like(x)
     chunks = row_chunks(n * n_samples, n, batch_size, ctx.target, default=n_samples)
     buf = empty_rows(x, chunks[0][1] - chunks[0][0])
-    for start, stop in chunks:
+    for start, stop in progress(chunks, ctx, "SmoothGrad"):
         xb = buf[: stop - start]
         images = torch.arange(start, stop, device=x.device) % n
         for i in range(n):  # image i's rows: every n-th, its copies in order

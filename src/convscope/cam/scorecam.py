@@ -33,48 +33,8 @@ import torch.nn.functional as F
 
 from convscope.cam.base import layer_forward, weighted_sum
 from convscope.core.context import Context, MethodOutput
+from convscope.core.passes import copy_scores, progress, row_chunks
 from convscope.core.registry import register_method
-from convscope.core.targets import Target
-from convscope.errors import MethodError, TargetError
-
-
-def copy_scores(target: Target, output: torch.Tensor, images: torch.Tensor, n: int) -> torch.Tensor:
-    """Target scores of a batch of modified copies: row ``r`` of ``output`` comes from image
-    ``images[r]`` of the ``n``-image batch. Class targets read the classes resolved on the clean
-    batch (``target.indices``, with ``target.score``); a callable target is applied to each run
-    of ``n`` rows, which must be whole copies of the batch in its order. ``target`` is unchanged.
-    """
-    if target.fn is None:
-        if target.score == "prob":
-            output = output.softmax(dim=1)
-        elif target.score == "logprob":
-            output = output.log_softmax(dim=1)
-        return output.gather(1, target.indices[images][:, None])[:, 0]
-    parts = []
-    for group in output.split(n):
-        s = target.fn(group)
-        if not isinstance(s, torch.Tensor) or s.shape != (n,):
-            raise TargetError(
-                f"a target callable must return a tensor of shape ({n},); "
-                f"got {getattr(s, 'shape', type(s).__name__)}"
-            )
-        parts.append(s)
-    return torch.cat(parts)
-
-
-def check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise MethodError(f"batch_size must be a positive integer, not {batch_size!r}")
-
-
-def row_chunks(rows: int, n: int, batch_size: int, target: Target) -> list[tuple[int, int]]:
-    """``[start, stop)`` ranges of at most ``batch_size`` rows; whole copies of the ``n``-image
-    batch (a multiple of ``n`` rows) when the target is a callable."""
-    check_batch_size(batch_size)
-    step = min(batch_size, rows)
-    if target.fn is not None:
-        step = max(n, step - step % n)
-    return [(s, min(s + step, rows)) for s in range(0, rows, step)]
 
 
 def score_masks(a: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -96,16 +56,15 @@ def score_masks(a: torch.Tensor, size: torch.Size) -> torch.Tensor:
     summary="ReLU(sum_k w_k A_k), w = softmax over channels of the score of the input masked "
     "by each upsampled, normalized channel",
 )
-def scorecam(ctx: Context, *, batch_size: int = 64) -> MethodOutput:
+def scorecam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
     """:math:`\\mathrm{ReLU}(\\sum_k \\alpha_k^c A^k)`, :math:`\\alpha^c = \\mathrm{softmax}_k
     S^c(X \\odot s(\\mathrm{Up}(A^k)))` (Wang et al. 2020).
 
-    Options: ``batch_size`` masked inputs per forward pass.
+    Options: ``batch_size`` masked inputs per forward pass (default 64).
 
     ``extras``: ``scores`` (the masked-input scores :math:`S^c(X \\odot H^k)`) and ``weights``
     (:math:`\\alpha^c`), one (N, K) tensor each per layer.
     """
-    check_batch_size(batch_size)
     p = layer_forward(ctx, gradients=False, method="Score-CAM")
     x = ctx.x.detach()
     n = x.shape[0]
@@ -115,7 +74,9 @@ def scorecam(ctx: Context, *, batch_size: int = 64) -> MethodOutput:
             k = a.shape[1]
             flat = a.transpose(0, 1).flatten(0, 1)  # (K * N, h, w): row k * N + i
             scores = a.new_empty(k * n)
-            for start, stop in row_chunks(k * n, n, batch_size, ctx.target):
+            for start, stop in progress(
+                row_chunks(k * n, n, batch_size, ctx.target, default=64), ctx, "Score-CAM"
+            ):
                 images = torch.arange(start, stop, device=x.device) % n
                 masked = x[images] * score_masks(flat[start:stop], x.shape[-2:])[:, None]
                 scores[start:stop] = copy_scores(ctx.target, ctx.model(masked), images, n)
