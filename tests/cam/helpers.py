@@ -72,8 +72,8 @@ def run_method(
     score: str = "logit",
     **options,
 ) -> MethodOutput:
-    """Call a registered method directly, as :func:`convscope.explain` does (for ``extras`` and
-    for options ``explain`` keeps for itself, such as ``batch_size``)."""
+    """Call a registered method directly, as :func:`convscope.explain` does, to read all of
+    its ``extras`` per layer."""
     with preserved(model):
         ctx = Context(
             model,

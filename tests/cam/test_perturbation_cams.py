@@ -205,7 +205,8 @@ def substitute_scores(model, x, layer, acts, channels, targets):
 
 def test_ablationcam_lite0_head_matches_closed_form_and_brute_force(lite0, lite0_x):
     x, targets = lite0_x[:2], LITE0_TARGETS[:2]
-    ours = run_method("ablationcam", lite0.model, x, targets, ["_swish@1"])
+    # one copy of the batch per tail pass: the same arithmetic as the brute force below
+    ours = run_method("ablationcam", lite0.model, x, targets, ["_swish@1"], batch_size=2)
     ref = reference_copy(lite0.model)
     with torch.no_grad():
         acts = ref.extract_features(x.clone())  # the head's ReLU6, _swish@1
@@ -216,12 +217,18 @@ def test_ablationcam_lite0_head_matches_closed_form_and_brute_force(lite0, lite0
     assert_parity(ours.maps[0], cam, "ablationcam raw vs closed form [lite0 _swish@1]")
     brute = (y - substitute_scores(lite0.model, x, "_swish@1", acts, range(8), targets)) / y
     assert_parity(ours.extras["weights"][0][:, :8], brute, "ablationcam weights[:8] vs brute force")
+    # many ablated copies per pass (the default): the same weights up to float32 rounding of the
+    # scores (w = 1 - y_k / y, so an error of e * |y| in y_k is an error of e in w)
+    batched = run_method("ablationcam", lite0.model, x, targets, ["_swish@1"])
+    err = (batched.extras["weights"][0] - ours.extras["weights"][0]).abs().max().item()
+    print(f"PARITY ablationcam batched vs one copy per pass: max |dw| = {err:.2e}")
+    assert err <= 1e-5
     assert_no_hooks(lite0.model)
 
 
 def test_ablationcam_lite0_block_matches_brute_force(lite0, lite0_x):
     x, targets = lite0_x[:2], LITE0_TARGETS[:2]
-    ours = run_method("ablationcam", lite0.model, x, targets, ["_blocks.15"])
+    ours = run_method("ablationcam", lite0.model, x, targets, ["_blocks.15"], batch_size=2)
     assert ours.extras["split"] == [True]
     acts, _ = layer_grads(lite0.model, "_blocks.15", x, targets)
     with torch.no_grad():

@@ -98,3 +98,53 @@ def test_lite0_tail_at_the_head(lite0):
             torch.testing.assert_close(
                 tail(a), _brute_force(lite0.model, "_swish@1", x, a), rtol=1e-4, atol=1e-4
             )
+
+
+class SizeBaked(nn.Module):
+    """The tail reshapes by a captured size that is not the batch size alone (N * 3): copies of
+    the batch cannot share one call, and the tail must find that out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 3, 1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        rows = x.size(0) * x.size(1)
+        h = self.a(x)
+        return self.fc(h.reshape(rows, -1)[:, :4]).reshape(x.size(0), -1)
+
+
+@pytest.mark.parametrize(
+    "model, spec",
+    [(TinyCNN(), "conv2"), (TinyCNN(), "relu6"), (Residual(), "b"), (SizeBaked(), "a")],
+)
+def test_tail_runs_copies_of_the_batch_in_one_call(model, spec):
+    model.eval()
+    x = tiny_input(2, 8)
+    tail = Tail(model, resolve_layer(model, spec), x)
+    assert tail.split
+    assert tail.batchable == (not isinstance(model, SizeBaked))
+    a = torch.randn((3, *tail.activation.shape), generator=torch.Generator().manual_seed(0))
+    rows = a.flatten(0, 1)  # row j * N + i: copy j of image i
+    kept = rows.clone()
+    with torch.no_grad():
+        got = tail(rows)
+        want = torch.cat([_brute_force(model, spec, x, part) for part in a.clone()])
+    torch.testing.assert_close(got, want)
+    assert torch.equal(rows, kept)  # conv2 is followed by an in-place ReLU
+    with pytest.raises(ValueError, match="whole copies"):
+        tail(rows[:3])
+
+
+def test_tail_does_not_modify_the_activation_it_is_given():
+    model = TinyCNN().eval()
+    x = tiny_input(2)
+    tail = Tail(model, resolve_layer(model, "conv2"), x)  # then ReLU(inplace=True)
+    a = tail.activation.clone() - 1.0
+    kept = a.clone()
+    with torch.no_grad():
+        out = tail(a)
+        torch.testing.assert_close(out, _brute_force(model, "conv2", x, kept.clone()))
+    assert torch.equal(a, kept)
+    torch.testing.assert_close(tail(tail.activation), model(x))  # kept intact by the check run

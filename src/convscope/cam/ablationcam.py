@@ -14,8 +14,9 @@ at once). The rest of the network after the layer runs through :class:`convscope
 assumes a positive score (the paper's case: the predicted class); with a negative score every
 weight changes sign.
 
-Cost: one forward pass to build the tail, then ``K`` forward passes of the tail (``K`` the
-layer's channels), each with the whole batch, without autograd.
+Cost: one forward pass, one to build (and check) the tail, then the tail on ``K`` ablated copies
+of the batch (``K`` the layer's channels), ``batch_size`` rows per pass, without autograd. Row
+``k * N + i`` of the ablated batch is image ``i`` with channel ``k`` zeroed.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from __future__ import annotations
 import torch
 
 from convscope.cam.base import layer_forward, weighted_sum
-from convscope.cam.scorecam import copy_scores
 from convscope.core.context import Context, MethodOutput
+from convscope.core.passes import copy_scores, progress, row_chunks
 from convscope.core.registry import register_method
 from convscope.core.surgery import Tail
 
@@ -37,9 +38,12 @@ from convscope.core.surgery import Tail
     passes="1 forward + K forwards of the network after the layer (K channels); no backward",
     summary="ReLU(sum_k w_k A_k), w_k = relative drop of the score when channel k is zeroed",
 )
-def ablationcam(ctx: Context) -> MethodOutput:
+def ablationcam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
     """:math:`\\mathrm{ReLU}(\\sum_k w_k^c A^k)`, :math:`w_k^c = (y^c - y^c_k) / y^c`
     (Desai & Ramaswamy 2020).
+
+    Options: ``batch_size`` ablated rows per pass of the tail (default 64, at least one copy of
+    the batch).
 
     ``extras``: ``weights`` (:math:`w^c`), ``split`` (True where the tail ran only the layers after
     the chosen one), one entry per layer.
@@ -47,20 +51,26 @@ def ablationcam(ctx: Context) -> MethodOutput:
     p = layer_forward(ctx, gradients=False, method="Ablation-CAM")
     x = ctx.x.detach()
     n = x.shape[0]
-    images = torch.arange(n, device=x.device)
     scores = p.scores[:, None]
     maps, all_weights, splits = [], [], []
     with torch.no_grad():
         for ref, a in zip(ctx.layers, p.activations):
             tail = Tail(ctx.model, ref, x)
-            ablated = torch.empty_like(a)
-            weights = a.new_empty(n, a.shape[1])
-            for k in range(a.shape[1]):
-                # refilled for every call: an in-place op after the layer may change its input
-                ablated.copy_(a)
-                ablated[:, k] = 0
-                weights[:, k] = copy_scores(ctx.target, tail(ablated), images, n)
-            weights = (scores - weights) / scores
+            k = a.shape[1]
+            ablated_scores = a.new_empty(k * n)
+            chunks = row_chunks(k * n, n, batch_size, ctx.target, default=64, whole=True)
+            buf = torch.empty(
+                (chunks[0][1] - chunks[0][0], *a.shape[1:]), dtype=a.dtype, device=a.device
+            )
+            for start, stop in progress(chunks, ctx, "Ablation-CAM"):
+                rows = buf[: stop - start].view(-1, *a.shape)  # (copies, N, K, h, w)
+                rows.copy_(a.expand_as(rows))
+                channels = torch.arange(start // n, stop // n, device=a.device)
+                rows[torch.arange(len(channels), device=a.device), :, channels] = 0
+                images = torch.arange(start, stop, device=a.device) % n
+                out = tail(buf[: stop - start])
+                ablated_scores[start:stop] = copy_scores(ctx.target, out, images, n)
+            weights = (scores - ablated_scores.view(k, n).T) / scores
             all_weights.append(weights)
             splits.append(tail.split)
             maps.append(weighted_sum(weights, a))

@@ -9,7 +9,12 @@ hold, :class:`Tail` falls back to full forward passes with the layer's output su
 hook (same answer, more work). Either way the user's model is not changed: the traced graph only
 refers to the model's own modules.
 
-A tail takes activations with the batch size of the batch it was built on.
+A tail takes activations for the batch it was built on, or for ``m`` whole copies of it (row
+``j * N + i`` belongs to image ``i``), so that many perturbed activations run in one pass; the
+values captured from before the layer are repeated to match (checked once: a model whose tail
+depends on the batch size in another way, e.g. ``x.view(x.size(0), -1)`` with a size captured from
+before the layer that is not the batch size, takes one copy per call). The activation passed in is never modified, also when
+the layers after it work in place.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class Tail:
         self.model, self.ref, self.x = model, ref, x
         self._graph: fx.GraphModule | None = None
         self._captured: list[Any] = []
+        self._repeated: dict[int, list[Any]] = {}
+        self.batchable = False
         with torch.no_grad():
             try:
                 self._build()
@@ -84,7 +91,8 @@ class Tail:
                 self._graph = None
             if self._graph is None:
                 self._fallback_reference()
-        self.split = self._graph is not None
+            self.split = self._graph is not None
+            self.batchable = self._check_copies()
 
     # -- construction --------------------------------------------------------------------------
     def _build(self) -> None:
@@ -135,10 +143,24 @@ class Tail:
         self._captured = [env[n] for n in needed]
         self.activation = env[cut]
         self.output = self.model(self.x)
-        check = tail_gm(self.activation, *self._captured)
+        check = tail_gm(self.activation.clone(), *self._captured)
         if not _same(full, self.output) or not _same(check, self.output):
             return
         self._graph = tail_gm
+
+    def _check_copies(self) -> bool:
+        """True when two copies of the batch in one call give the output twice."""
+        n = self.activation.shape[0]
+        if self._graph is not None and not all(
+            isinstance(c, int) or (isinstance(c, torch.Tensor) and c.ndim and c.shape[0] == n)
+            for c in self._captured
+        ):
+            return False
+        try:
+            two = self._run(self.activation.repeat(2, *[1] * (self.activation.ndim - 1)), 2)
+        except Exception:
+            return False
+        return _same(two[:n], self.output) and _same(two[n:], self.output)
 
     def _fallback_reference(self) -> None:
         from convscope.core.recorder import Recorder
@@ -149,15 +171,42 @@ class Tail:
 
     # -- use -----------------------------------------------------------------------------------
     def __call__(self, activation: torch.Tensor) -> torch.Tensor:
-        if activation.shape != self.activation.shape:
+        n = self.activation.shape[0]
+        rows = activation.shape[0]
+        copies, rest = divmod(rows, n)
+        if activation.shape[1:] != self.activation.shape[1:] or rest or not copies:
             raise ValueError(
-                f"a tail takes activations of shape {tuple(self.activation.shape)}, "
-                f"got {tuple(activation.shape)}"
+                f"a tail takes activations of shape {tuple(self.activation.shape)} (or whole "
+                f"copies of that batch), got {tuple(activation.shape)}"
             )
+        if copies > 1 and not self.batchable:
+            return torch.cat([self(part) for part in activation.split(n)])
+        return self._run(activation, copies)
+
+    def _run(self, activation: torch.Tensor, copies: int) -> torch.Tensor:
+        activation = activation.clone()  # the layers after it may work in place
         if self._graph is not None:
-            return self._graph(activation, *self._captured)
+            if copies not in self._repeated:
+                n = self.activation.shape[0]
+                self._repeated = {copies: [_repeat(c, copies, n) for c in self._captured]}
+            captured = [_fresh(c) for c in self._repeated[copies]]
+            return self._graph(activation, *captured)
         with substitute(self.model, self.ref, activation):
-            return self.model(self.x)
+            return self.model(_repeat(self.x, copies, self.x.shape[0]))
+
+
+def _repeat(t: Any, copies: int, n: int) -> Any:
+    """A captured value for ``copies`` copies of the ``n``-image batch: tensors are repeated along
+    the batch axis, the batch size itself (an int, as in ``x.view(x.size(0), -1)``) is scaled."""
+    if copies == 1:
+        return t
+    if isinstance(t, torch.Tensor):
+        return t.repeat(copies, *[1] * (t.ndim - 1))
+    return t * copies if isinstance(t, int) and t == n else t
+
+
+def _fresh(t: Any) -> Any:
+    return t.clone() if isinstance(t, torch.Tensor) else t
 
 
 def _same(a: Any, b: Any) -> bool:
