@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ from convscope.core.layers import LayerRef, auto_layer, resolve_layer
 from convscope.core.registry import get_method
 from convscope.core.result import Explanation
 from convscope.core.targets import TargetSpec, resolve_targets
-from convscope.errors import ConvscopeError, ImageError, MethodError
+from convscope.errors import ConvscopeError, ImageError, LayerError, MethodError
 
 __all__ = ["compare", "explain", "prepare_inputs"]
 
@@ -127,8 +126,11 @@ def explain(
         layer: for layer methods: a dotted name (``"_blocks.15"``, ``"_swish@1"`` for the 2nd call of
             a reused module) or ``"auto"`` (the bundle's default, else the last 4-D feature map).
         score: ``"logit"`` (default, pre-softmax), ``"prob"`` or ``"logprob"``.
-        batch_size: images per forward pass (default: all at once).
-        progress: show a progress bar over batches.
+        batch_size: at most this many inputs per forward pass. Methods that run many perturbed
+            copies (``smoothgrad``, ``integrated_gradients``, ``occlusion``, ``scorecam``,
+            ``ablationcam``) take it as their own option and batch the copies of all images;
+            for the others it splits the images (default: all images at once).
+        progress: show a progress bar (over a multi-pass method's passes, else over batches).
         **options: method-specific options (see ``convscope.method_info(name).options``).
 
     Returns:
@@ -138,7 +140,7 @@ def explain(
 
     bundle = load_model(model)
     info = get_method(method)
-    accepted = set(inspect.signature(info.fn).parameters) - {"ctx"}
+    accepted = set(info.options)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise MethodError(
@@ -150,11 +152,16 @@ def explain(
     x, pixels, labels = prepare_inputs(bundle, images)
     n = x.shape[0]
     tgt = resolve_targets(target, n, bundle.class_names, score=score)
+    step = n
+    if "batch_size" in accepted:  # a multi-pass method batches its copies itself
+        if batch_size is not None:
+            options["batch_size"] = batch_size
+    elif batch_size is not None:
+        step = batch_size
 
-    maps, raws, outputs, indices, scores, attributions = [], [], [], [], [], []
-    with preserved(bundle.model):
+    maps, raws, outputs, indices, scores, extras = [], [], [], [], [], []
+    with preserved(bundle.model, frozen=True):
         refs = _layers(bundle, layer, x) if info.needs_layer else []
-        step = batch_size or n
         starts = range(0, n, step)
         if progress and len(starts) > 1:
             from tqdm.auto import tqdm
@@ -162,12 +169,13 @@ def explain(
             starts = tqdm(starts, desc=info.name, unit="batch")
         for s in starts:
             part = tgt.subset(s, min(s + step, n))
-            out = info.fn(Context(bundle.model, x[s : s + step], part, refs), **options)
+            ctx = Context(bundle.model, x[s : s + step], part, refs, progress=progress)
+            out = info.fn(ctx, **options)
             raw, up = _to_input_size(out.maps, x.shape[-2:])
             raws.append(raw)
             maps.append(up)
             outputs.append(out.output)
-            attributions.append(out.extras.get("attributions"))
+            extras.append(out.extras)
             indices.append(part.indices)
             scores.append(part.last_scores)
 
@@ -185,19 +193,31 @@ def explain(
         output=output,
         pixels=pixels,
         labels=labels,
-        attributions=(
-            None
-            if any(a is None for a in attributions)
-            else torch.cat([a.detach() for a in attributions])
-        ),
+        attributions=_join([e.get("attributions") for e in extras]),
         class_names=bundle.class_names,
         meta={
             "model": bundle.name,
             "family": info.family,
             "score": score,
             "options": dict(options),
+            "extras": {
+                k: _join([e.get(k) for e in extras]) for k in extras[0] if k != "attributions"
+            },
         },
     )
+
+
+def _join(parts: list[Any]) -> Any:
+    """One batch's value, or the batches' values joined along the image axis: tensors are
+    concatenated (also inside per-layer lists); anything else stays a per-batch list."""
+    if len(parts) == 1:
+        p = parts[0]
+        return p.detach() if isinstance(p, torch.Tensor) else p
+    if all(isinstance(p, torch.Tensor) and p.ndim > 0 for p in parts):
+        return torch.cat([p.detach() for p in parts])
+    if all(isinstance(p, list) for p in parts) and len({len(p) for p in parts}) == 1:
+        return [_join(list(layer)) for layer in zip(*parts)]
+    return None if all(p is None for p in parts) else parts
 
 
 def compare(
@@ -206,16 +226,20 @@ def compare(
     methods: str | Sequence[str] = "all",
     target: TargetSpec = "top1",
     layer: str | Sequence[str] | None = "auto",
-    **kwargs: Any,
+    *,
+    score: str = "logit",
+    batch_size: int | None = None,
+    progress: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Explanation], dict[str, str]]:
-    """Run several methods on the same images and targets.
+    """Run several methods on the same images, targets and layer(s).
 
-    ``methods="all"`` means every registered method. Returns ``(results, skipped)``: the
-    explanations by method name, and for methods that cannot apply to this model the one-line
-    reason (a requested method that cannot apply is skipped too, with its reason).
+    ``methods="all"`` means every registered method. ``options`` gives method-specific options
+    by method name (``{"smoothgrad": {"n_samples": 10}}``); the other arguments are as for
+    :func:`explain`. Returns ``(results, skipped)``: the explanations by method name, and for
+    each method that cannot apply to this model the one-line reason.
     """
     from convscope.core.registry import methods as registered
-    from convscope.errors import LayerError
     from convscope.models import load_model
 
     bundle = load_model(model)
@@ -223,12 +247,34 @@ def compare(
     if not names:
         raise MethodError("no methods given")
     infos = [get_method(n) for n in names]  # unknown names fail before any work
+    options = {get_method(k).name: dict(v) for k, v in (options or {}).items()}
+    stray = sorted(set(options) - {i.name for i in infos})
+    if stray:
+        raise MethodError(f"options given for method(s) not compared: {', '.join(stray)}")
+    for item in layer if isinstance(layer, list | tuple) else [layer]:
+        if item not in (None, "auto"):
+            resolve_layer(bundle.model, item)  # a wrong name is an error, not a skipped method
     x, pixels, labels = prepare_inputs(bundle, images)
+    steps: Any = infos
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(infos, desc="methods", unit="method")
     results: dict[str, Explanation] = {}
     skipped: dict[str, str] = {}
-    for info in infos:
+    for info in steps:
         try:
-            r = explain(bundle, x, info.name, target, layer, **kwargs)
+            r = explain(
+                bundle,
+                x,
+                info.name,
+                target,
+                layer,
+                score=score,
+                batch_size=batch_size,
+                progress=progress,
+                **options.get(info.name, {}),
+            )
         except (MethodError, LayerError) as e:
             skipped[info.name] = str(e)
             continue

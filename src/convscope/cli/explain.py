@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ast
+from typing import Any
 
 
 def parse_target(text: str):
@@ -10,12 +12,50 @@ def parse_target(text: str):
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def parse_options(items: list[str] | None, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``[METHOD:]KEY=VALUE`` items -> options by method. A value is read as a Python literal
+    (``10``, ``0.5``, ``(32, 32)``, ``None``) or else kept as text. Without ``METHOD:`` an option
+    goes to every given method that takes it (at least one must)."""
+    from convscope.core.registry import get_method
+    from convscope.errors import MethodError
+
+    infos = [get_method(m) for m in methods]
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise MethodError(f"--option {item!r} is not KEY=VALUE or METHOD:KEY=VALUE")
+        owner, colon, key = key.strip().rpartition(":")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()
+        takers = [get_method(owner)] if colon else [i for i in infos if key in i.options]
+        for info in takers:
+            if key not in info.options:
+                raise MethodError(
+                    f"{info.name} does not take option {key!r}; it takes: "
+                    f"{', '.join(info.options) or 'none'}"
+                )
+            if info.name not in {i.name for i in infos}:
+                raise MethodError(f"--option {item!r} is for {info.name}, which is not run")
+            out.setdefault(info.name, {})[key] = value
+        if not takers:
+            raise MethodError(f"no method here takes option {key!r}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import convscope
     from convscope.errors import ConvscopeError
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConvscopeError("--batch-size must be at least 1")
+    from convscope.core.registry import methods as registered
+
+    every = args.method.strip().lower() == "all"
+    methods = registered() if every else [m.strip() for m in args.method.split(",") if m.strip()]
+    options = parse_options(args.option, methods)
     targets = [parse_target(t) for t in (args.target or ["top1"])]
     if len(targets) == 1:
         target = targets[0]
@@ -26,16 +66,17 @@ def run(args: argparse.Namespace) -> int:
             f"{len(targets)} --target values for {len(args.images)} images; give one, or one per image"
         )
     bundle = convscope.load_model(args.model)
-    if args.method == "all":
-        return _run_all(args, bundle, target)
+    if every or len(methods) > 1:
+        return _run_all(args, bundle, target, methods if not every else "all", options)
     result = convscope.explain(
         bundle,
         list(args.images),
-        method=args.method,
+        method=methods[0] if methods else "",
         target=target,
         layer=args.layer,
         batch_size=args.batch_size,
         progress=True,
+        **options.get(methods[0], {}) if methods else {},
     )
     files = result.files(raw=args.raw, cmap=args.cmap)
     from convscope.fileio import write_all
@@ -51,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_all(args: argparse.Namespace, bundle, target) -> int:
-    """--method all: one comparison figure per image, every method that applies."""
+def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
+    """Several methods (or all): one comparison figure per image, every method that applies."""
     import sys
 
     import convscope
@@ -61,15 +102,23 @@ def _run_all(args: argparse.Namespace, bundle, target) -> int:
     from convscope.viz.render import png_bytes
 
     results, skipped = convscope.compare(
-        bundle, list(args.images), "all", target, args.layer, batch_size=args.batch_size
+        bundle,
+        list(args.images),
+        methods,
+        target,
+        args.layer,
+        batch_size=args.batch_size,
+        progress=True,
+        options=options,
     )
     if not results:
         from convscope.errors import MethodError
 
         raise MethodError("no method applies to this model: " + "; ".join(skipped.values()))
     first = next(iter(results.values()))
+    suffix = "all" if methods == "all" else "compare"
     files = {
-        f"{label}_all.png": png_bytes(comparison_figure(results, i, cmap=args.cmap))
+        f"{label}_{suffix}.png": png_bytes(comparison_figure(results, i, cmap=args.cmap))
         for i, label in enumerate(first.labels)
     }
     written = write_all(args.out, files)

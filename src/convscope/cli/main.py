@@ -26,7 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
     e.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     e.add_argument(
-        "--method", default="gradcam", help="method name (default gradcam; `convscope methods`)"
+        "--method",
+        default="gradcam",
+        help="method name (default gradcam; `convscope methods`); several, comma-separated, or "
+        "all: one figure per image with the methods side by side",
+    )
+    e.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        metavar="[METHOD:]KEY=VALUE",
+        help="a method option, e.g. -O n_samples=10 or -O occlusion:window=32 (repeatable)",
     )
     e.add_argument(
         "--target",
@@ -37,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--layer", "-l", default="auto", help="layer for CAM methods (default auto)")
     e.add_argument("--out", "-o", default="convscope-out", help="output folder")
     e.add_argument("--raw", action="store_true", help="also save each raw map as float32 .npy")
-    e.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    e.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="at most this many inputs per forward pass (default: the method's own)",
+    )
     e.add_argument("--cmap", default="jet", help="matplotlib colormap for overlays")
     e.add_argument("--top", type=int, default=5, help="predictions to print per image")
     e.set_defaults(run="convscope.cli.explain:run")

@@ -29,6 +29,7 @@ class Context:
     x: torch.Tensor
     target: Target
     layers: list[LayerRef] = field(default_factory=list)
+    progress: bool = False  # multi-pass methods show a bar over their passes
 
     @property
     def layer(self) -> LayerRef:

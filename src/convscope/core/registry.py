@@ -8,8 +8,9 @@ Importing :mod:`convscope.methods` fills the registry.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from convscope.errors import MethodError, did_you_mean
@@ -33,7 +34,12 @@ class MethodInfo:
     paper: str
     passes: str
     summary: str
-    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The method's options and their defaults (its keyword parameters after ``ctx``)."""
+        params = list(inspect.signature(self.fn).parameters.values())[1:]
+        return {p.name: p.default for p in params}
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -52,16 +58,13 @@ def register_method(
     paper: str,
     passes: str,
     summary: str,
-    options: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` under ``name``."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise RuntimeError(f"method {name!r} registered twice")
-        _REGISTRY[name] = MethodInfo(
-            name, fn, family, needs_layer, paper, passes, summary, dict(options or {})
-        )
+        _REGISTRY[name] = MethodInfo(name, fn, family, needs_layer, paper, passes, summary)
         return fn
 
     return deco
