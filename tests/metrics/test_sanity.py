@@ -96,6 +96,9 @@ def test_randomization_stages_int_and_names_are_reproducible():
     assert torch.allclose(top2.maps, full.maps[:3])
     named = model_randomization(model, x, "saliency", stages=["conv2", "fc"], with_ssim=False)
     assert named.stages == ["original", "fc", "conv2"]  # put in top-down order
+    # checkpoints of the one cascade: at conv2, conv3 above it is randomized too
+    assert torch.allclose(named.maps, full.maps[[0, 1, 3]])
+    assert torch.allclose(named.correlations, full.correlations[[0, 1, 3]])
     # saliency (|gradient|) of the signed map and of its absolute value are the same here
     assert torch.allclose(full.correlations, full.correlations_abs)
 

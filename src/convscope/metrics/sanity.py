@@ -52,7 +52,7 @@ class RandomizationResult:
     Attributes:
         method: the method checked.
         stages: ``"original"`` then the layer names in the order they were randomized (top down);
-            stage ``s`` has every layer of stages ``1..s`` randomized.
+            stage ``s`` has every parametric layer from the top down to ``stages[s]`` randomized.
         correlations: (S, N) Spearman correlation of each image's map at each stage with its
             original map (stage 0 recomputes the maps on the unrandomized copy: 1).
         correlations_abs: (S, N) the same on the absolute values of the maps.
@@ -261,7 +261,9 @@ def model_randomization(
         images: anything :func:`convscope.explain` takes.
         method, target, layer, **options: as for :func:`convscope.explain`.
         stages: ``"all"`` parametric layers (:func:`parametric_layers`), an int ``k`` (the top k
-            only, cheaper), or layer names (randomized cumulatively in top-down order).
+            only, cheaper), or layer names as checkpoints of the cascade: at the stage of layer
+            ``L`` every parametric layer from the top down to ``L`` is randomized, so the maps are
+            those of the full cascade at ``L``, computed at a few depths only.
         seed: the layer ``i``-th from the top is re-initialized under seed ``seed + i``, so a
             stage does not depend on which other stages were asked for.
         with_ssim: also compute SSIM (needs maps of at least 7 x 7).
@@ -309,9 +311,12 @@ def model_randomization(
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc=f"randomize {original.method}", unit="stage")
+    done = 0  # layers order[:done] are randomized
     for name in steps:
-        if name is not None:
-            _reinit(modules[name], seed + order.index(name), devices)
+        if name is not None:  # every layer from the top down to this checkpoint
+            for i in range(done, order.index(name) + 1):
+                _reinit(modules[order[i]], seed + i, devices)
+            done = order.index(name) + 1
         out = explain(rand, x, method, same_target, same_layer, batch_size=batch_size, **options)
         r = out.maps.detach()
         maps.append(r.float().cpu())
