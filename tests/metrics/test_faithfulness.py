@@ -221,3 +221,14 @@ def test_evaluate_rows_equal_the_separate_metrics():
         assert row["increase_in_confidence"] == pytest.approx(a.increase_in_confidence)
         assert row["n_images"] == 3 and row["seconds"] > 0
     assert rows[0]["layer"] == "relu6" and rows[1]["layer"] is None
+
+
+def test_evaluate_passes_method_options():
+    model = TinyCNN()
+    x = tiny_input(2)
+    opts = {"occlusion": {"window": 8, "stride": 8}}
+    (row,) = evaluate(model, x, ["occlusion"], steps=4, options=opts)
+    e = convscope.explain(model, x, "occlusion", window=8, stride=8)
+    assert row["deletion_auc"] == pytest.approx(deletion(model, x, e, steps=4).mean_auc, abs=1e-6)
+    with pytest.raises(convscope.MethodError, match="n_samples must be a positive integer"):
+        evaluate(model, x, ["smoothgrad"], options={"smoothgrad": {"n_samples": 0}})

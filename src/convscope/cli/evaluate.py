@@ -81,7 +81,7 @@ def _methods(text: str) -> tuple[list[str], bool]:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from convscope.cli.explain import parse_target
+    from convscope.cli.explain import parse_options, parse_target
     from convscope.errors import ConvscopeError, LayerError, MethodError
 
     if args.steps < 1:
@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConvscopeError("--batch-size must be at least 1")
     names, every = _methods(args.methods)
+    options = parse_options(args.option, names)
     targets = [parse_target(t) for t in (args.target or ["top1"])]
     if len(targets) == 1:
         target = targets[0]
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 layer=args.layer,
                 steps=args.steps,
                 batch_size=args.batch_size,
+                options=options,
             )
         except (MethodError, LayerError) as e:
             if not every:
@@ -149,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             "layer": args.layer,
             "steps": args.steps,
             "batch_size": args.batch_size,
+            "options": options,
             "deletion_baseline": "constant (black image)",
             "insertion_baseline": "blur (sigma 5, 11 x 11)",
             "skipped": [{"method": n, "reason": why} for n, why in skipped],

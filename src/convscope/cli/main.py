@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--target", "-t", action="append", help="as for explain (default top1)")
     ev.add_argument("--layer", "-l", default="auto", help="layer for CAM methods (default auto)")
+    ev.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        metavar="[METHOD:]KEY=VALUE",
+        help="a method option, as for explain (repeatable)",
+    )
     ev.add_argument("--steps", type=int, default=28, help="steps for deletion/insertion curves")
     ev.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     ev.add_argument("--out", "-o", default=None, help="folder for metrics.csv and metrics.json")

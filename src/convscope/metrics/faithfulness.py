@@ -28,7 +28,7 @@ Everything runs in torch on the model's device, in batched forwards under ``torc
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -470,8 +470,11 @@ def evaluate(
     deletion_baseline: Baseline = "constant",
     insertion_baseline: Baseline = "blur",
     sigma: float = 5.0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Score methods with the faithfulness metrics: one row per method.
+
+    ``options`` gives method options by method name (``{"occlusion": {"window": 32}}``).
 
     Each method is run once with :func:`convscope.explain` (timed), then on its maps: deletion
     and insertion AUC (Petsiuk et al. 2018, RISE: trapezoid area under the target's softmax
@@ -503,7 +506,15 @@ def evaluate(
         sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
         sync()
         t0 = time.perf_counter()
-        result = explain(bundle, x, method=name, target=target, layer=layer, batch_size=batch_size)
+        result = explain(
+            bundle,
+            x,
+            method=name,
+            target=target,
+            layer=layer,
+            batch_size=batch_size,
+            **dict((options or {}).get(name, {})),
+        )
         sync()
         seconds = time.perf_counter() - t0
         m = _maps(result, x)
