@@ -2,52 +2,16 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from PIL import Image
 from torch import nn
 
 from convscope.core.context import Context, MethodOutput
 from convscope.core.registry import get_method
 from convscope.core.targets import TargetSpec, resolve_targets
+from tests.reference import PHOTOS, RTOL, assert_no_hooks, assert_parity, photos, reference_copy  # noqa: F401
 
-RTOL = 1e-5
 TINY_TARGETS = [0, 3, 1, 4]
 LITE0_TARGETS = [967, 281, 3, 500]  # espresso, tabby cat, tiger shark, cliff dwelling
-PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
-
-
-def assert_parity(ours: torch.Tensor, ref: torch.Tensor, what: str) -> float:
-    """Elementwise |ours - ref| <= RTOL * max|ref| for each image; returns the worst ratio."""
-    ours, ref = ours.detach().double().cpu(), ref.detach().double().cpu()
-    assert ours.shape == ref.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
-    scale = ref.abs().flatten(1).amax(dim=1)
-    assert bool((scale > 0).all()), f"{what}: a reference map is all zero ({scale.tolist()})"
-    diff = (ours - ref).abs().flatten(1).amax(dim=1)
-    ratio = (diff / scale).max().item()
-    print(f"PARITY {what}: max |diff| / max |ref| = {ratio:.3e}")
-    assert ratio <= RTOL, f"{what}: per-image max |diff| / max |ref| = {(diff / scale).tolist()}"
-    return ratio
-
-
-def reference_copy(model: nn.Module) -> nn.Module:
-    """A private copy of ``model`` in eval mode for a reference library to run."""
-    ref = copy.deepcopy(model).eval()
-    assert not any(m.training for m in ref.modules())
-    return ref
-
-
-def assert_no_hooks(model: nn.Module) -> None:
-    for name, m in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
-            assert not getattr(m, attr), f"{name or 'model'} has {attr} left"
-
-
-def photos() -> list[Image.Image]:
-    import skimage.data
-
-    return [Image.fromarray(getattr(skimage.data, name)()) for name in PHOTOS]
 
 
 def run_method(
