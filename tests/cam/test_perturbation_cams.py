@@ -216,7 +216,12 @@ def test_ablationcam_lite0_head_matches_closed_form_and_brute_force(lite0, lite0
     cam = torch.relu(torch.einsum("nk,nkhw->nhw", w, acts))
     assert_parity(ours.maps[0], cam, "ablationcam raw vs closed form [lite0 _swish@1]")
     brute = (y - substitute_scores(lite0.model, x, "_swish@1", acts, range(8), targets)) / y
-    assert_parity(ours.extras["weights"][0][:, :8], brute, "ablationcam weights[:8] vs brute force")
+    # w_k = 1 - y_k / y is a small difference of two float32 scores (about 1e-7 apart after
+    # rounding): measure its error against the image's largest weight (the map's scale), not
+    # against the largest of the 8 checked here, which can be 25x smaller
+    err = (ours.extras["weights"][0][:, :8] - brute).abs().amax(dim=1) / w.abs().amax(dim=1)
+    print(f"PARITY ablationcam weights[:8] vs brute force: max |dw| / max |w| = {err.max():.2e}")
+    assert bool((err <= 1e-5).all()), err.tolist()
     # many ablated copies per pass (the default): the same weights up to float32 rounding of the
     # scores (w = 1 - y_k / y, so an error of e * |y| in y_k is an error of e in w)
     batched = run_method("ablationcam", lite0.model, x, targets, ["_swish@1"])
