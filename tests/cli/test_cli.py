@@ -107,11 +107,33 @@ def test_layers_table(capsys):
     assert "default CAM layer: _swish@1" in text
 
 
-def test_demo_builds_a_page(tmp_path, capsys):
+def test_demo_builds_a_page(tmp_path, capsys, monkeypatch):
+    """The command writes the page; the full demo (every method, about a minute on 2 CPU cores)
+    is cut down here to a few cheap methods and sanity-check stages (tests/report/test_demo.py
+    tests the sections in detail)."""
+    import functools
+
+    import convscope.report.demo as demo
+
+    cheap = functools.partial(
+        demo.build_demo,
+        methods=["gradcam", "saliency", "cam", "eigencam"],
+        sanity_methods=["gradcam", "saliency"],
+        sanity_stages=2,
+    )
+    monkeypatch.setattr(demo, "build_demo", cheap)
     out = tmp_path / "demo"
     assert run("demo", "--out", str(out)) == 0
     assert capsys.readouterr().out.strip().endswith("index.html")
     page = (out / "index.html").read_text()
     for name in ("coffee", "chelsea", "astronaut", "rocket"):
         assert f"img/{name}_gradcam.png" in page and (out / "img" / f"{name}_saliency.png").exists()
+        # every method side by side: one row of input-space and one of CAM methods per photo
+        for row, methods in enumerate([1, 3]):
+            with Image.open(out / "img" / f"{name}_compare_{row}.png") as im:
+                w, h = im.size
+            assert w / h == pytest.approx((methods + 1) * 2.3 / 2.75, rel=0.02)
     assert "espresso" in page
+    assert "Every method side by side" in page and "No method was skipped." in page
+    assert "Sanity check" in page and (out / "img" / "sanity_chelsea_rho.png").exists()
+    assert page.count("original<br>ρ = +1.00") == 2  # the original map of each method checked
