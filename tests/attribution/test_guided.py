@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from captum.attr import Deconvolution, GuidedBackprop, GuidedGradCam, Saliency
+from captum.attr import Deconvolution, GuidedBackprop, GuidedGradCam, LayerGradCam, Saliency
 from torch import nn
 
 import convscope
@@ -139,8 +139,8 @@ def test_relu6_reused_and_inplace_rectifiers_follow_the_paper(method, rule):
 
 @pytest.mark.parametrize("method,rule", [("guided_backprop", "guided"), ("deconvnet", "deconvnet")])
 def test_efficientnet_lite0_follows_the_paper(lite0, method, rule):
-    x, _ = lite0.prepare([_photo(n) for n in ("coffee", "chelsea")])
-    targets = [967, 281]
+    x, _ = lite0.prepare([_photo(n) for n in ("coffee", "chelsea", "astronaut", "rocket")])
+    targets = [967, 281, 3, 812]  # the top class of the first two, others for the rest
     r = convscope.explain(lite0, x, method=method, target=targets)
     assert_parity(r.attributions, reference(lite0.model, x, targets, rule))
 
@@ -156,13 +156,19 @@ def test_captum_guided_backprop_is_the_plain_gradient_on_relu6(lite0):
     assert (ours - plain).abs().max() > 0.1 * plain.abs().max()
 
 
-def test_guided_gradcam_on_lite0_is_guided_backprop_times_gradcam(lite0):
-    x, _ = lite0.prepare([_photo("coffee"), _photo("rocket")])
-    t = [967, 657]
+def test_guided_gradcam_on_lite0_is_the_guided_rule_times_gradcam(lite0):
+    x, _ = lite0.prepare([_photo(n) for n in ("coffee", "rocket", "chelsea", "astronaut")])
+    t = [967, 657, 285, 3]
     gg = convscope.explain(lite0, x, method="guided_gradcam", target=t)
     gb = convscope.explain(lite0, x, method="guided_backprop", target=t)
     cam = convscope.explain(lite0, x, method="gradcam", target=t)
     assert_parity(gg.attributions, gb.attributions * cam.maps[:, None])
+    # and from independent parts: the paper's guided rule by module swapping, times captum's
+    # Grad-CAM at the head's ReLU6 (captum keeps the last call of the reused module: _swish@1)
+    m = copy.deepcopy(lite0.model).eval()
+    ref_cam = LayerGradCam(m, m._swish).attribute(x, target=t, relu_attributions=True)
+    ref_cam = F.interpolate(ref_cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    assert_parity(gg.attributions, reference(lite0.model, x, t, "guided") * ref_cam.detach())
 
 
 class FunctionalReLU(nn.Module):
@@ -184,6 +190,56 @@ def test_functional_relu_is_reported_and_model_untouched(method):
     with pytest.raises(convscope.MethodError, match=r"relu.*outside nn.ReLU"):
         convscope.explain(model, tiny_input(2), method=method, layer="conv")
     assert fingerprints_equal(before, model_fingerprint(model))
+
+
+FUNCTIONAL_RECTIFIERS = {
+    "clip": lambda x: x.clip(0, 6),
+    "torch.clip": lambda x: torch.clip(x, min=0.0),
+    "clamp_min": lambda x: x.clamp_min(0),
+    "clamp_min_": lambda x: x.clone().clamp_min_(0.0),
+    "hardtanh(0, 6)": lambda x: F.hardtanh(x, 0.0, 6.0),
+    "threshold(0, 0)": lambda x: F.threshold(x, 0.0, 0.0),
+    "maximum(x, 0)": lambda x: torch.maximum(x, torch.zeros_like(x)),
+    "max(x, 0)": lambda x: torch.max(x, torch.zeros(())),
+}
+NOT_RECTIFIERS = {
+    "hardtanh(-1, 1)": lambda x: F.hardtanh(x),
+    "clamp(-1, 1)": lambda x: x.clamp(-1, 1),
+    "threshold(0.5, 0)": lambda x: F.threshold(x, 0.5, 0.0),
+    "maximum(x, 1)": lambda x: torch.maximum(x, torch.ones_like(x)),
+    "max over channels": lambda x: x + torch.max(x, dim=1, keepdim=True).values,
+}
+
+
+class WithFunction(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.act(self.fn(self.conv(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("form", FUNCTIONAL_RECTIFIERS)
+def test_every_functional_rectifier_form_is_reported(form):
+    model = WithFunction(FUNCTIONAL_RECTIFIERS[form])
+    before = model_fingerprint(model)
+    with pytest.raises(convscope.MethodError, match="outside nn.ReLU"):
+        convscope.explain(model, tiny_input(2), method="guided_backprop")
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+@pytest.mark.parametrize("form", NOT_RECTIFIERS)
+def test_functions_that_do_not_rectify_are_not_reported(form):
+    """Same arithmetic as autograd's outside the rectifier modules: guided backprop runs, and
+    equals the paper's rule written by hand on the one ReLU module."""
+    model = WithFunction(NOT_RECTIFIERS[form])
+    x = tiny_input(2)
+    r = convscope.explain(model, x, method="guided_backprop", target=[0, 1])
+    assert_parity(r.maps, reference(model, x, [0, 1], "guided").abs().amax(dim=1))
 
 
 def test_model_without_rectifiers_is_a_clear_error():

@@ -12,14 +12,20 @@ several times per forward is handled at each call), for the duration of a ``with
 - ``"deconvnet"`` (Zeiler & Fergus 2014): :math:`\\max(g, 0)`, ignoring the forward pass.
 
 The rule is read when the backward pass runs, so one forward pass serves several backward passes
-under different rules (guided Grad-CAM takes Grad-CAM's gradient with ``"plain"`` and guided
+under the plain and guided rules (guided Grad-CAM takes Grad-CAM's gradient with ``"plain"`` and guided
 backpropagation's with ``"guided"`` from the same forward pass).
 
-How: a forward pre-hook keeps the rectifier's input (cloning it first for in-place modules), and a
-forward hook replaces the module's output with the same values computed by an autograd function
-whose backward applies the rule and routes the gradient straight to that input. Rectifiers applied
-as functions (``torch.relu``, ``F.relu6``, ``x.clamp(min=0)``) outside rectifier modules cannot be
-rewritten; they are detected during the forward pass (a ``TorchFunctionMode``) and reported with
+How (the cheapest way that is exact): for ``"plain"`` and ``"guided"`` the module runs as usual and
+a tensor hook on its output takes :math:`\\max(g, 0)` (guided) of the gradient arriving there; the
+module's own backward then applies :math:`1[l < x < u]`, so a guided pass costs one clamp per
+rectifier call over the plain backward. For ``"deconvnet"``, whose backward must ignore the forward
+mask, a forward hook replaces the output with the same values computed by an autograd function
+whose backward is :math:`\\max(g, 0)` straight to the module's input (an in-place module's input is
+cloned first so that it survives). The guided and plain rules may be switched between backward
+passes of one forward pass; the deconvnet graph is chosen at the start. Rectifiers applied
+as functions (``torch.relu``, ``F.relu6``, ``x.clamp(min=0)``, ``x.clip(0, 6)``,
+``F.hardtanh(x, 0, 6)``, ``F.threshold(x, 0, 0)``, ``torch.maximum(x, zeros)``) outside rectifier
+modules cannot be rewritten; they are detected during the forward pass (a ``TorchFunctionMode``) and reported with
 :class:`convscope.errors.MethodError`, never silently left with their plain gradient.
 """
 
@@ -48,45 +54,79 @@ def active_range(module: nn.Module) -> tuple[float, float] | None:
     return None
 
 
-class _Rule(torch.autograd.Function):
+class _Deconv(torch.autograd.Function):
+    r"""The rectifier's values forward; :math:`\max(g, 0)` backward, whatever the forward did."""
+
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, lo: float, hi: float, owner: RectifierRules) -> Any:
-        active = (x > lo) & (x < hi) if math.isfinite(hi) else x > lo
-        ctx.save_for_backward(active)
-        ctx.owner = owner
+    def forward(ctx: Any, x: torch.Tensor, lo: float, hi: float) -> Any:
         return x.clamp(min=lo) if not math.isfinite(hi) else x.clamp(lo, hi)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> Any:
-        (active,) = ctx.saved_tensors
-        rule = ctx.owner.rule
-        if rule == "plain":
-            gi = g * active
-        elif rule == "guided":
-            gi = g.clamp(min=0) * active
-        else:
-            gi = g.clamp(min=0)
-        return gi, None, None, None
+        return g.clamp(min=0), None, None
 
 
+# Functions that rectify whatever their arguments ...
 _FUNCTIONAL = {
     torch.relu,
     torch.relu_,
     torch.nn.functional.relu,
     torch.nn.functional.relu_,
     torch.nn.functional.relu6,
-    torch.nn.functional.hardtanh,
-    torch.nn.functional.hardtanh_,
     torch.Tensor.relu,
     torch.Tensor.relu_,
 }
+# ... and functions that rectify only for some arguments: each with the test of its arguments.
 _CLAMPS = {
     torch.clamp,
+    torch.clamp_,
+    torch.clip,
+    torch.clip_,
     torch.clamp_min,
+    torch.clamp_min_,
     torch.Tensor.clamp,
     torch.Tensor.clamp_,
+    torch.Tensor.clip,
+    torch.Tensor.clip_,
     torch.Tensor.clamp_min,
+    torch.Tensor.clamp_min_,
 }
+_HARDTANH = {torch.nn.functional.hardtanh, torch.nn.functional.hardtanh_}
+_THRESHOLD = {torch.nn.functional.threshold, torch.nn.functional.threshold_, torch.threshold}
+_MAXIMUM = {torch.maximum, torch.max, torch.fmax, torch.Tensor.maximum, torch.Tensor.max}
+
+
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> Any:
+    return kwargs.get(name, args[i] if len(args) > i else default)
+
+
+def _is_zero(v: Any) -> bool:
+    """A number 0, or a tensor of zeros (a rectifier's other operand)."""
+    if isinstance(v, torch.Tensor):
+        return v.is_floating_point() and v.numel() > 0 and not bool(v.any())
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == 0
+
+
+def _rectifies(func: Any, args: tuple, kwargs: dict) -> bool:
+    """Whether this call is a rectifier (max(x, 0), possibly capped), from its arguments."""
+    if func in _FUNCTIONAL:
+        return True
+    if func in _CLAMPS:
+        return _is_zero(_arg(args, kwargs, 1, "min"))
+    if func in _HARDTANH:  # hardtanh(x, min_val=-1, max_val=1): a rectifier when min_val is 0
+        return _is_zero(_arg(args, kwargs, 1, "min_val", -1.0))
+    if func in _THRESHOLD:  # threshold(x, t, v) = x where x > t else v: ReLU when t = v = 0
+        return _is_zero(_arg(args, kwargs, 1, "threshold", 1.0)) and _is_zero(
+            _arg(args, kwargs, 2, "value", 1.0)
+        )
+    if func in _MAXIMUM:  # maximum(x, 0): either operand a zero tensor (max(x, dim) is a reduction)
+        a, b = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "other")
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and (_is_zero(b) or _is_zero(a))
+        )
+    return False
 
 
 class _Watch(TorchFunctionMode):
@@ -96,23 +136,17 @@ class _Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.owner._depth == 0 and (
-            func in _FUNCTIONAL or (func in _CLAMPS and _is_relu_clamp(args, kwargs))
-        ):
+        if self.owner._depth == 0 and _rectifies(func, args, kwargs):
             self.owner.functional.append(getattr(func, "__name__", str(func)))
         return func(*args, **kwargs)
-
-
-def _is_relu_clamp(args: tuple, kwargs: dict) -> bool:
-    lo = kwargs.get("min", args[1] if len(args) > 1 else None)
-    return isinstance(lo, int | float) and lo == 0
 
 
 class RectifierRules:
     """Within ``with RectifierRules(model, rule):`` rectifier modules pass gradients by ``rule``.
 
     Attributes:
-        rule: ``"plain"``, ``"guided"`` or ``"deconvnet"``; may be changed between backward passes.
+        rule: ``"plain"``, ``"guided"`` or ``"deconvnet"``; plain and guided may be swapped between
+            backward passes (the deconvnet rule is fixed at construction).
         modules: the rectifier modules found (name -> module).
         functional: names of rectifier functions called outside rectifier modules in the forward
             passes so far; :meth:`check` raises if there are any.
@@ -129,6 +163,7 @@ class RectifierRules:
                 f"{type(model).__name__} has none"
             )
         self.functional: list[str] = []
+        self._deconv = rule == "deconvnet"  # the graph: replaced outputs (deconvnet) or hooks
         self._depth = 0
         self._inputs: dict[int, list[torch.Tensor]] = {}
         self._handles: list[Any] = []
@@ -159,18 +194,33 @@ class RectifierRules:
 
     def _pre(self, module: nn.Module, args: tuple) -> Any:
         self._depth += 1
+        if not self._deconv:
+            return None
         x = args[0]
         self._inputs.setdefault(id(module), []).append(x)
         if getattr(module, "inplace", False):
             return (x.clone(),) + tuple(args[1:])  # the module's in-place op must not touch x
         return None
 
-    def _post(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        x = self._inputs[id(module)].pop()
-        lo, hi = active_range(module)
-        out = _Rule.apply(x, lo, hi, self)
-        self._depth -= 1
-        return out
+    def _post(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
+        try:
+            if self._deconv:
+                x = self._inputs[id(module)].pop()
+                lo, hi = active_range(module)
+                return _Deconv.apply(x, lo, hi)
+            if output.requires_grad:
+                output.register_hook(self._guide)
+            return None
+        finally:
+            self._depth -= 1
+
+    def _guide(self, g: torch.Tensor) -> torch.Tensor | None:
+        """The gradient arriving at a rectifier's output; its own backward masks it next."""
+        if self.rule == "guided":
+            return g.clamp(min=0)
+        if self.rule == "deconvnet":
+            raise MethodError("the deconvnet rule must be chosen before the forward pass")
+        return None
 
     def check(self) -> None:
         """Raise MethodError if a functional rectifier ran outside rectifier modules."""
