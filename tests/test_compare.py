@@ -145,3 +145,44 @@ def test_cli_bad_options_are_one_line_errors(tmp_path, capsys, option, message):
     assert code != 0 and not out.exists()
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_a_methods_own_batch_size_option_wins_over_the_calls():
+    """``batch_size`` among a method's options (``-O scorecam:batch_size=5``) bounds that
+    method's passes; the call's ``batch_size`` applies to the others."""
+    model = TinyCNN()
+    x = tiny_input(3)
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    try:
+        results, skipped = convscope.compare(
+            model,
+            x,
+            ["scorecam", "occlusion"],
+            layer="conv3",
+            batch_size=7,
+            options={"scorecam": {"batch_size": 5}, "occlusion": {"window": 8, "stride": 8}},
+        )
+    finally:
+        handle.remove()
+    assert skipped == {}
+    # scorecam: the clean batch, then its masked copies in passes of at most 5 rows; then
+    # occlusion: the clean batch and 3 x 4 occluded copies in passes of at most 7
+    assert sizes[0] == 3 and max(sizes[1:-3]) == 5
+    assert sizes[-3:] == [3, 7, 5]
+    alone = convscope.explain(model, x, "scorecam", layer="conv3", batch_size=5)
+    torch.testing.assert_close(results["scorecam"].maps, alone.maps)
+
+
+def test_cli_batch_size_as_a_method_option(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["explain", "sample:coffee", "--method", "occlusion", "--raw", "-o"]
+    common = ["-O", "window=112", "-O", "stride=112"]
+    assert main([*args, str(out / "a"), *common, "-O", "batch_size=2"]) == 0
+    assert main([*args, str(out / "b"), *common, "--batch-size", "3"]) == 0
+    import numpy as np
+
+    a, b = np.load(out / "a" / "coffee_occlusion.npy"), np.load(out / "b" / "coffee_occlusion.npy")
+    # the same map: batches of 2 and 3 rows differ only by float32 rounding in the convolutions
+    assert a.shape == (224, 224) and np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+    assert "espresso" in capsys.readouterr().out

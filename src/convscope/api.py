@@ -101,6 +101,16 @@ def _to_input_size(
     return fused, fused
 
 
+def split_batch_size(
+    batch_size: int | None, options: Mapping[str, Any] | None
+) -> tuple[int | None, dict[str, Any]]:
+    """``(batch_size, options without it)`` for one method: a ``batch_size`` among a method's own
+    options (``-O scorecam:batch_size=16``, ``options={"scorecam": {"batch_size": 16}}``) wins over
+    the call's ``batch_size``, which then applies to the other methods."""
+    own = dict(options or {})
+    return own.pop("batch_size", batch_size), own
+
+
 def explain(
     model: Any,
     images: Any,
@@ -263,6 +273,7 @@ def compare(
     results: dict[str, Explanation] = {}
     skipped: dict[str, str] = {}
     for info in steps:
+        rows, own = split_batch_size(batch_size, options.get(info.name))
         try:
             r = explain(
                 bundle,
@@ -271,9 +282,9 @@ def compare(
                 target,
                 layer,
                 score=score,
-                batch_size=batch_size,
+                batch_size=rows,
                 progress=progress,
-                **options.get(info.name, {}),
+                **own,
             )
         except (MethodError, LayerError) as e:
             skipped[info.name] = str(e)

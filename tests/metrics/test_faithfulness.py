@@ -232,3 +232,13 @@ def test_evaluate_passes_method_options():
     assert row["deletion_auc"] == pytest.approx(deletion(model, x, e, steps=4).mean_auc, abs=1e-6)
     with pytest.raises(convscope.MethodError, match="n_samples must be a positive integer"):
         evaluate(model, x, ["smoothgrad"], options={"smoothgrad": {"n_samples": 0}})
+    # a method's own batch_size bounds its passes (the call's batch_size bounds the metrics')
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    try:
+        opts["occlusion"]["batch_size"] = 3
+        (again,) = evaluate(model, x, ["occlusion"], steps=4, options=opts, batch_size=64)
+    finally:
+        handle.remove()
+    assert sizes[:4] == [2, 3, 3, 2]  # the clean batch, then 2 x 4 occluded copies by 3
+    assert again["deletion_auc"] == pytest.approx(row["deletion_auc"], abs=1e-6)

@@ -68,15 +68,18 @@ def run(args: argparse.Namespace) -> int:
     bundle = convscope.load_model(args.model)
     if every or len(methods) > 1:
         return _run_all(args, bundle, target, methods if not every else "all", options)
+    from convscope.api import split_batch_size
+
+    rows, own = split_batch_size(args.batch_size, options.get(methods[0]) if methods else None)
     result = convscope.explain(
         bundle,
         list(args.images),
         method=methods[0] if methods else "",
         target=target,
         layer=args.layer,
-        batch_size=args.batch_size,
+        batch_size=rows,
         progress=True,
-        **options.get(methods[0], {}) if methods else {},
+        **own,
     )
     files = result.files(raw=args.raw, cmap=args.cmap)
     from convscope.fileio import write_all

@@ -489,7 +489,7 @@ def evaluate(
         wall time of the method's :func:`convscope.explain` call. Deletion AUC and Average Drop:
         lower is better; insertion AUC and Increase in Confidence: higher is better.
     """
-    from convscope.api import explain
+    from convscope.api import explain, split_batch_size
 
     _check_steps(steps)
     _check_batch(batch_size)
@@ -506,14 +506,9 @@ def evaluate(
         sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
         sync()
         t0 = time.perf_counter()
+        per_pass, own = split_batch_size(batch_size, (options or {}).get(name))
         result = explain(
-            bundle,
-            x,
-            method=name,
-            target=target,
-            layer=layer,
-            batch_size=batch_size,
-            **dict((options or {}).get(name, {})),
+            bundle, x, method=name, target=target, layer=layer, batch_size=per_pass, **own
         )
         sync()
         seconds = time.perf_counter() - t0
