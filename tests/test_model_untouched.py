@@ -58,6 +58,64 @@ def test_layer_error_inside_a_method_leaves_model_unchanged():
     assert fingerprints_equal(before, model_fingerprint(model))
 
 
+LAYER_METHODS = [m for m in convscope.methods() if convscope.method_info(m).needs_layer]
+
+
+@pytest.mark.parametrize("method", LAYER_METHODS)
+def test_non_4d_layer_is_refused_by_every_layer_method(method):
+    """A layer whose output is not a feature map: one clear LayerError naming the layer and its
+    shape, from every method that needs a layer, on the model with reused and in-place modules."""
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    with pytest.raises(convscope.LayerError, match=r"'fc' outputs shape \(2, 5\), not a 4-D"):
+        convscope.explain(model, tiny_input(2), method=method, layer="fc")
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+@pytest.mark.parametrize("method", convscope.methods())
+def test_failure_on_reused_and_inplace_modules_leaves_model_unchanged(method):
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    with pytest.raises(RuntimeError, match="mid-method"):
+        convscope.explain(model, tiny_input(2), method=method, target=_boom)
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+def test_ablationcam_failure_after_the_tail_is_built_leaves_model_unchanged():
+    calls = []
+
+    def fail_in_tail(out):
+        """Scores the clean batch, then fails on the first ablated copy (the tail is built)."""
+        calls.append(out.shape[0])
+        if len(calls) > 1:
+            raise RuntimeError("target failed mid-method")
+        return out[:, 0]
+
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    with pytest.raises(RuntimeError, match="mid-method"):
+        convscope.explain(model, tiny_input(2), method="ablationcam", target=fail_in_tail)
+    assert calls == [2, 2]
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+def test_ablationcam_refuses_a_zero_score_and_leaves_model_unchanged():
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    with pytest.raises(convscope.MethodError, match=r"score, which is exactly 0 for image\(s\) 1"):
+        convscope.explain(
+            model,
+            tiny_input(2),
+            method="ablationcam",
+            target=lambda o: o[:, 0] * torch.tensor([1.0, 0.0]),
+        )
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
 def test_batchnorm_statistics_are_not_updated():
     model = TinyBN().train()
     stats = model.bn.running_mean.clone()

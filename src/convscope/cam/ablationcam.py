@@ -12,9 +12,10 @@ with :math:`y^c_k` the score with channel :math:`k` of the layer's output zeroed
 at once). The rest of the network after the layer runs through :class:`convscope.core.surgery.Tail`
 (built once per layer), so the layers before it are not recomputed. The division by :math:`y^c`
 assumes a positive score (the paper's case: the predicted class); with a negative score every
-weight changes sign.
+weight changes sign, and a score of exactly 0 is refused (:class:`~convscope.errors.MethodError`).
 
-Cost: one forward pass, one to build (and check) the tail, then the tail on ``K`` ablated copies
+Cost: one forward pass, building the tail (:class:`~convscope.core.surgery.Tail` traces the model
+and checks the split against the full model: about two forward passes, once per call), then the tail on ``K`` ablated copies
 of the batch (``K`` the layer's channels), ``batch_size`` rows per pass, without autograd. Row
 ``k * N + i`` of the ablated batch is image ``i`` with channel ``k`` zeroed.
 """
@@ -28,6 +29,7 @@ from convscope.core.context import Context, MethodOutput
 from convscope.core.passes import copy_scores, progress, row_chunks
 from convscope.core.registry import register_method
 from convscope.core.surgery import Tail
+from convscope.errors import MethodError
 
 
 @register_method(
@@ -52,6 +54,12 @@ def ablationcam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
     x = ctx.x.detach()
     n = x.shape[0]
     scores = p.scores[:, None]
+    zero = (scores[:, 0] == 0).nonzero()[:, 0].tolist()
+    if zero:  # w = (y - y_k) / y is undefined: an error, not maps of NaN
+        raise MethodError(
+            f"Ablation-CAM divides by the class score, which is exactly 0 for image(s) "
+            f"{', '.join(map(str, zero))}; explain another target or score"
+        )
     maps, all_weights, splits = [], [], []
     with torch.no_grad():
         for ref, a in zip(ctx.layers, p.activations):
