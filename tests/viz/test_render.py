@@ -39,3 +39,33 @@ def test_overlay_blends_by_alpha():
     assert torch.equal(out, torch.full((2, 2, 3), 75, dtype=torch.uint8))
     with pytest.raises(ValueError, match="differ in size"):
         overlay(pixels, torch.zeros(3, 3))
+
+
+def test_comparison_colour_bar_gives_the_raw_value_shown_as_the_top_colour():
+    """Gradient maps are shown clipped at their 99th percentile: the bar's top tick is that
+    value, not the maximum; CAM maps are shown divided by their maximum."""
+    from convscope.core.result import Explanation
+    from convscope.viz.compare import _raw_ticks
+
+    maps = torch.arange(100.0).reshape(1, 10, 10)
+    maps[0, 0, 0] = 1000.0  # one extreme pixel
+    for method, family, top in [
+        ("saliency", "gradient", float(torch.quantile(maps.abs().flatten(), 0.99))),
+        ("gradcam", "cam", 1000.0),
+    ]:
+        r = Explanation(
+            maps=maps,
+            raw_maps=maps,
+            method=method,
+            layer=None,
+            targets=[0],
+            target_names=["x"],
+            scores=torch.zeros(1),
+            output=None,
+            pixels=None,
+            labels=["x"],
+            meta={"family": family},
+        )
+        assert r.display_norm == ("p99" if family == "gradient" else "max")
+        lo, hi = _raw_ticks(r, 0, 0.0, 1.0)
+        assert lo == 0.0 and hi == pytest.approx(top)

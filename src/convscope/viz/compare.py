@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from typing import Any
 
 from PIL import Image
 
 from convscope.core.result import Explanation
+from convscope.viz.render import display_peak
 
 __all__ = ["comparison_figure"]
 
@@ -49,9 +51,8 @@ def comparison_figure(
             vmin=lo,
             vmax=hi,
         )
-        peak = float(r.maps[i].abs().max())
         cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, ticks=[lo, hi])
-        cb.ax.set_yticklabels([f"{lo * peak:.2g}", f"{hi * peak:.2g}"], fontsize=7)
+        cb.ax.set_yticklabels([f"{v:.2g}" for v in _raw_ticks(r, i, lo, hi)], fontsize=7)
         layer = f"\n@{r.layer}" if r.layer else ""
         ax.set_title(f"{name}{layer}", fontsize=9)
     for ax in axes:
@@ -63,3 +64,13 @@ def comparison_figure(
     plt.close(fig)
     buf.seek(0)
     return Image.open(buf).convert("RGB")
+
+
+def _raw_ticks(r: Any, i: int, lo: float, hi: float) -> tuple[float, float]:
+    """The raw values of map ``i`` that the display's ``lo`` and ``hi`` stand for (the 99th
+    percentile of ``|map|`` for gradient maps, whose display is clipped there)."""
+    raw = r.maps[i : i + 1]
+    if r.display_norm == "minmax":
+        return float(raw.min()), float(raw.max())
+    peak = float(display_peak(raw, r.display_norm)[0])
+    return lo * peak, hi * peak

@@ -29,9 +29,7 @@ def normalize_maps(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
     """
     flat = maps.reshape(maps.shape[0], -1)
     if mode in ("max", "p99"):
-        mag = flat.abs().float()
-        peak = mag.amax(dim=1) if mode == "max" else torch.quantile(mag, 0.99, dim=1)
-        peak = peak.clamp_min(torch.finfo(torch.float32).tiny).to(maps.dtype)
+        peak = display_peak(maps, mode).clamp_min(torch.finfo(torch.float32).tiny).to(maps.dtype)
         out = maps / peak.view(-1, *([1] * (maps.ndim - 1)))
         return out if mode == "max" else out.clamp(-1, 1)
     if mode == "minmax":
@@ -39,6 +37,17 @@ def normalize_maps(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
         hi = flat.amax(dim=1).view(-1, *([1] * (maps.ndim - 1)))
         return (maps - lo) / (hi - lo).clamp_min(torch.finfo(maps.dtype).tiny)
     raise ValueError(f"unknown normalization {mode!r}; use 'max', 'p99' or 'minmax'")
+
+
+def display_peak(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
+    """The raw value that :func:`normalize_maps` shows as 1, per map: the maximum of ``|map|``
+    (``"max"``) or its 99th percentile (``"p99"``); (N,) float32."""
+    mag = maps.reshape(maps.shape[0], -1).abs().float()
+    if mode == "max":
+        return mag.amax(dim=1)
+    if mode == "p99":
+        return torch.quantile(mag, 0.99, dim=1)
+    raise ValueError(f"display_peak takes 'max' or 'p99', not {mode!r}")
 
 
 @lru_cache(maxsize=16)
