@@ -115,9 +115,54 @@ class SizeBaked(nn.Module):
         return self.fc(h.reshape(rows, -1)[:, :4]).reshape(x.size(0), -1)
 
 
+class FunctionalWeights(nn.Module):
+    """After the layer, a convolution by F.conv2d with the module's own weight (as
+    EfficientNet-Lite0's same-padding convolutions): the tail reads the weight itself, it is not
+    a value captured from the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.w = nn.Parameter(torch.randn(5, 4, 3, 3, generator=torch.Generator().manual_seed(1)))
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = torch.nn.functional.conv2d(self.a(x), self.w * 0.5, padding=1)
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def test_parameters_read_after_the_layer_are_not_captured():
+    model = FunctionalWeights().eval()
+    tail = Tail(model, resolve_layer(model, "a"), tiny_input(2, 8))
+    assert tail.split and tail.batchable and tail._captured == []
+    with torch.no_grad():
+        model.w.mul_(2)  # the tail reads the live weight
+        a = tail.activation.repeat(3, 1, 1, 1)
+        torch.testing.assert_close(
+            tail(a), _brute_force(model, "a", tiny_input(2, 8), tail.activation).repeat(3, 1)
+        )
+
+
+def test_lite0_tails_are_batchable(lite0):
+    """Lite0's convolutions read their weights through F.conv2d: none is captured, and copies of
+    the batch share a call at every depth."""
+    x = tiny_input(2, 224)
+    with preserved(lite0.model):
+        for spec in ("_blocks.0._swish", "_blocks.4", "_blocks.10"):
+            tail = Tail(lite0.model, resolve_layer(lite0.model, spec), x)
+            assert tail.split and tail.batchable, spec
+            assert not any(isinstance(c, torch.Tensor) for c in tail._captured), spec
+
+
 @pytest.mark.parametrize(
     "model, spec",
-    [(TinyCNN(), "conv2"), (TinyCNN(), "relu6"), (Residual(), "b"), (SizeBaked(), "a")],
+    [
+        (TinyCNN(), "conv2"),
+        (TinyCNN(), "relu6"),
+        (Residual(), "b"),
+        (SizeBaked(), "a"),
+        (FunctionalWeights(), "a"),
+    ],
 )
 def test_tail_runs_copies_of_the_batch_in_one_call(model, spec):
     model.eval()

@@ -113,13 +113,27 @@ class Tail:
         output = next(n for n in order if n.op == "output")
         if output not in after:
             return
-        # what the downstream nodes need from before the cut
-        needed: list[fx.Node] = []
+        # what the downstream nodes need from before the cut: values computed from the input are
+        # captured (placeholders of the tail); values that do not depend on the input (parameters
+        # read with get_attr, as in F.conv2d(x, self.weight), and what is computed from them) are
+        # recomputed in the tail, so they are not tied to the batch
+        from_input: set[fx.Node] = set()
         for n in order:
-            if n in after and n is not cut:
-                for a in n.all_input_nodes:
-                    if a not in after and a not in needed:
-                        needed.append(a)
+            if n.op == "placeholder" or any(a in from_input for a in n.all_input_nodes):
+                from_input.add(n)
+        needed: list[fx.Node] = []
+        constant: set[fx.Node] = set()
+        stack = [a for n in order if n in after and n is not cut for a in n.all_input_nodes]
+        while stack:
+            a = stack.pop()
+            if a in after or a in constant or a in needed:
+                continue
+            if a in from_input:
+                needed.append(a)
+            else:
+                constant.add(a)
+                stack.extend(a.all_input_nodes)
+        needed.sort(key=order.index)
         # one forward through the traced graph captures the cut's value and the needed values
         env: dict[fx.Node, Any] = {}
 
@@ -137,7 +151,7 @@ class Tail:
         for i, n in enumerate(needed):
             remap[n] = tail.placeholder(f"captured_{i}")
         for n in order:
-            if n in after and n is not cut:
+            if (n in after and n is not cut) or n in constant:
                 remap[n] = tail.node_copy(n, lambda a: remap[a])
         tail_gm = fx.GraphModule(tracer.root, tail)
         self._captured = [env[n] for n in needed]
