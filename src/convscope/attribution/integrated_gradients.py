@@ -98,7 +98,8 @@ def integrated_gradients(
     Options: ``steps`` quadrature points; ``baseline`` :math:`x'`, a number or a tensor that
     broadcasts to the input, in model-input space (0 is the mean colour of a mean/std-normalized
     model); ``rule`` the quadrature rule (captum's ``method``, see the module docstring);
-    ``batch_size`` perturbed inputs per forward pass (default: ``steps``).
+    ``batch_size`` perturbed inputs per forward pass (default: ``steps`` on a GPU, fewer on a
+    CPU: see :func:`convscope.core.passes.default_rows`).
 
     ``extras``: ``attributions`` (N, C, H, W), ``delta`` the completeness error
     :math:`\\sum \\mathrm{IG} - (S_t(x) - S_t(x'))` per image.
@@ -113,7 +114,7 @@ def integrated_gradients(
     diff = x - base  # (N, C, H, W)
 
     total = torch.zeros_like(x)
-    chunks = row_chunks(n * steps, n, batch_size, ctx.target, default=steps)
+    chunks = row_chunks(n * steps, n, batch_size, ctx.target, default=steps, like=x)
     buf = empty_rows(x, chunks[0][1] - chunks[0][0])
     for start, stop in progress(chunks, ctx, "integrated gradients"):
         rows = torch.arange(start, stop, device=x.device)

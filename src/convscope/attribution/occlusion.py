@@ -77,7 +77,7 @@ def occlusion(
     window: int | tuple[int, int] = 16,
     stride: int | tuple[int, int] = 8,
     baseline: float | torch.Tensor = 0.0,
-    batch_size: int | None = 64,
+    batch_size: int | None = None,
 ) -> MethodOutput:
     """Mean of :math:`S_t(x) - S_t(x \\text{ with window } W_k \\text{ set to } x')` over the
     windows covering each pixel (Zeiler & Fergus 2014, as captum's ``Occlusion``).
@@ -85,7 +85,8 @@ def occlusion(
     Options: ``window`` (h, w) or one int, spanning all channels; ``stride`` (h, w) or one int;
     ``baseline`` :math:`x'`, a number or a tensor that broadcasts to the input, in model-input
     space (0 is the mean colour of a mean/std-normalized model); ``batch_size`` occluded inputs per
-    forward pass (None: one image's windows per pass).
+    forward pass (None: one image's windows per pass, at most 64, on a GPU, fewer on a CPU: see
+    :func:`convscope.core.passes.default_rows`).
 
     ``extras``: ``attributions`` (N, C, H, W), the map repeated over the channels.
     """
@@ -101,7 +102,9 @@ def occlusion(
         count = rmask.sum(dim=0, dtype=x.dtype)[:, None] * cmask.sum(dim=0, dtype=x.dtype)
 
         total = x.new_zeros((n, h, w))
-        chunks = row_chunks(n * n_windows, n, batch_size, ctx.target, default=n_windows)
+        chunks = row_chunks(
+            n * n_windows, n, batch_size, ctx.target, default=min(n_windows, 64), like=x
+        )
         buf = empty_rows(x, chunks[0][1] - chunks[0][0])
         for start, stop in progress(chunks, ctx, "occlusion"):
             rows = torch.arange(start, stop, device=x.device)

@@ -61,7 +61,8 @@ def smoothgrad(
 
     Options: ``n_samples`` noisy copies per image; ``noise`` the noise level
     :math:`\\sigma / (\\max x - \\min x)` (the paper suggests 0.1-0.2); ``batch_size`` perturbed
-    inputs per forward pass (default: ``n_samples``); ``seed`` makes the noise reproducible
+    inputs per forward pass (default: ``n_samples`` on a GPU, fewer on a CPU: see
+    :func:`convscope.core.passes.default_rows`); ``seed`` makes the noise reproducible
     (image ``i`` uses a generator seeded ``seed + i``).
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
@@ -80,7 +81,7 @@ def smoothgrad(
         gens = [torch.Generator(device=x.device).manual_seed(seed + i) for i in range(n)]
 
     total = torch.zeros_like(x)
-    chunks = row_chunks(n * n_samples, n, batch_size, ctx.target, default=n_samples)
+    chunks = row_chunks(n * n_samples, n, batch_size, ctx.target, default=n_samples, like=x)
     buf = empty_rows(x, chunks[0][1] - chunks[0][0])
     for start, stop in progress(chunks, ctx, "SmoothGrad"):
         xb = buf[: stop - start]

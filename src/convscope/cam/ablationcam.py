@@ -44,8 +44,9 @@ def ablationcam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
     """:math:`\\mathrm{ReLU}(\\sum_k w_k^c A^k)`, :math:`w_k^c = (y^c - y^c_k) / y^c`
     (Desai & Ramaswamy 2020).
 
-    Options: ``batch_size`` ablated rows per pass of the tail (default 64, at least one copy of
-    the batch).
+    Options: ``batch_size`` ablated rows per pass of the tail (default 64 on a GPU, on a CPU as
+    many as :func:`convscope.core.passes.default_rows` allows for the layer's activation; at least
+    one copy of the batch).
 
     ``extras``: ``weights`` (:math:`w^c`), ``split`` (True where the tail ran only the layers after
     the chosen one), one entry per layer.
@@ -66,7 +67,7 @@ def ablationcam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
             tail = Tail(ctx.model, ref, x)
             k = a.shape[1]
             ablated_scores = a.new_empty(k * n)
-            chunks = row_chunks(k * n, n, batch_size, ctx.target, default=64, whole=True)
+            chunks = row_chunks(k * n, n, batch_size, ctx.target, default=64, whole=True, like=a)
             buf = torch.empty(
                 (chunks[0][1] - chunks[0][0], *a.shape[1:]), dtype=a.dtype, device=a.device
             )

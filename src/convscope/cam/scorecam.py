@@ -60,7 +60,8 @@ def scorecam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
     """:math:`\\mathrm{ReLU}(\\sum_k \\alpha_k^c A^k)`, :math:`\\alpha^c = \\mathrm{softmax}_k
     S^c(X \\odot s(\\mathrm{Up}(A^k)))` (Wang et al. 2020).
 
-    Options: ``batch_size`` masked inputs per forward pass (default 64).
+    Options: ``batch_size`` masked inputs per forward pass (default 64 on a GPU, fewer on a CPU:
+    see :func:`convscope.core.passes.default_rows`).
 
     ``extras``: ``scores`` (the masked-input scores :math:`S^c(X \\odot H^k)`) and ``weights``
     (:math:`\\alpha^c`), one (N, K) tensor each per layer.
@@ -75,7 +76,9 @@ def scorecam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
             flat = a.transpose(0, 1).flatten(0, 1)  # (K * N, h, w): row k * N + i
             scores = a.new_empty(k * n)
             for start, stop in progress(
-                row_chunks(k * n, n, batch_size, ctx.target, default=64), ctx, "Score-CAM"
+                row_chunks(k * n, n, batch_size, ctx.target, default=64, like=ctx.x),
+                ctx,
+                "Score-CAM",
             ):
                 images = torch.arange(start, stop, device=x.device) % n
                 masked = x[images] * score_masks(flat[start:stop], x.shape[-2:])[:, None]

@@ -19,20 +19,19 @@ __all__ = ["DEMO_LAYERS", "DEMO_OPTIONS", "DEMO_SAMPLES", "build_demo"]
 
 DEMO_SAMPLES = ("coffee", "chelsea", "astronaut", "rocket", "china", "flower")
 
-# Cheaper options for the multi-pass methods (batch_size only changes the speed: 16 rows per pass
-# are faster than 64 on a CPU), and what they change (the page shows both).
+# Cheaper options for the multi-pass methods, and what they change (the page shows both). The
+# rows per pass are the device's default (convscope.core.passes.default_rows).
 DEMO_OPTIONS: dict[str, dict[str, Any]] = {
     "smoothgrad": {"n_samples": 10, "seed": 0},
     "integrated_gradients": {"steps": 16},
-    "occlusion": {"window": 56, "stride": 28, "batch_size": 16},
-    "scorecam": {"batch_size": 16},
+    "occlusion": {"window": 56, "stride": 28},
 }
 DEMO_NOTES = {
     "smoothgrad": "averages 10 noisy copies instead of 25 (one forward and backward pass each)",
     "integrated_gradients": "takes 16 Gauss-Legendre steps instead of 50 (one forward and "
     "backward pass each)",
     "occlusion": "slides a 56-pixel window every 28 pixels (49 forward passes per photo) instead "
-    "of a 16-pixel one every 8 (729 passes, about 15 s per photo on 2 CPU cores)",
+    "of a 16-pixel one every 8 (729 passes, about 12 s per photo on 2 CPU cores)",
 }
 # Per model: methods run at another layer than the others, and why (the page shows it).
 DEMO_LAYERS: dict[str, dict[str, tuple[str, str]]] = {
@@ -40,7 +39,7 @@ DEMO_LAYERS: dict[str, dict[str, tuple[str, str]]] = {
         "scorecam": (
             "_blocks.4",
             "Score-CAM needs one forward pass per channel of its layer: the default layer's 1280 "
-            "channels take about 25 s per photo on 2 CPU cores, _blocks.4 has 40 (at 28 x 28)",
+            "channels take about 18 s per photo on 2 CPU cores, _blocks.4 has 40 (at 28 x 28)",
         ),
     },
 }
