@@ -14,8 +14,9 @@ at once). The rest of the network after the layer runs through :class:`convscope
 assumes a positive score (the paper's case: the predicted class); with a negative score every
 weight changes sign, and a score of exactly 0 is refused (:class:`~convscope.errors.MethodError`).
 
-Cost: one forward pass, building the tail (:class:`~convscope.core.surgery.Tail` traces the model
-and checks the split against the full model: about two forward passes, once per call), then the tail on ``K`` ablated copies
+Cost: one forward pass, building the tail (:class:`~convscope.core.surgery.Tail` traces the model,
+captures what the tail needs in one traced forward pass and checks the tail on two copies of the
+batch against the model's output), then the tail on ``K`` ablated copies
 of the batch (``K`` the layer's channels), ``batch_size`` rows per pass, without autograd. Row
 ``k * N + i`` of the ablated batch is image ``i`` with channel ``k`` zeroed.
 """
@@ -64,7 +65,7 @@ def ablationcam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
     maps, all_weights, splits = [], [], []
     with torch.no_grad():
         for ref, a in zip(ctx.layers, p.activations):
-            tail = Tail(ctx.model, ref, x)
+            tail = Tail(ctx.model, ref, x, output=p.output)
             k = a.shape[1]
             ablated_scores = a.new_empty(k * n)
             chunks = row_chunks(k * n, n, batch_size, ctx.target, default=64, whole=True, like=a)
@@ -77,7 +78,7 @@ def ablationcam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
                 channels = torch.arange(start // n, stop // n, device=a.device)
                 rows[torch.arange(len(channels), device=a.device), :, channels] = 0
                 images = torch.arange(start, stop, device=a.device) % n
-                out = tail(buf[: stop - start])
+                out = tail(buf[: stop - start], donate=True)  # refilled every pass
                 ablated_scores[start:stop] = copy_scores(ctx.target, out, images, n)
             weights = (scores - ablated_scores.view(k, n).T) / scores
             all_weights.append(weights)

@@ -70,6 +70,8 @@ class Tail:
         model: the model (in the mode it should run in, normally eval).
         ref: the layer; its output on ``x`` is where the tail starts.
         x: the input batch; values the tail needs from before the layer are taken from it.
+        output: the model's output on ``x``, when the caller has it (saves a forward pass); it is
+            what the tail is checked against.
 
     Attributes:
         split: True when the tail is a traced sub-graph (only the layers after ``ref`` run),
@@ -78,12 +80,20 @@ class Tail:
         output: the model's output on ``x``.
     """
 
-    def __init__(self, model: nn.Module, ref: LayerRef, x: torch.Tensor) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        ref: LayerRef,
+        x: torch.Tensor,
+        output: torch.Tensor | None = None,
+    ) -> None:
         self.model, self.ref, self.x = model, ref, x
         self._graph: fx.GraphModule | None = None
         self._captured: list[Any] = []
         self._repeated: dict[int, list[Any]] = {}
         self.batchable = False
+        self._given = None if output is None else output.detach()
+        self._copies_failed = False
         with torch.no_grad():
             try:
                 self._build()
@@ -92,7 +102,8 @@ class Tail:
             if self._graph is None:
                 self._fallback_reference()
             self.split = self._graph is not None
-            self.batchable = self._check_copies()
+            if not self.batchable and not self._copies_failed:
+                self.batchable = self._check_copies()
 
     # -- construction --------------------------------------------------------------------------
     def _build(self) -> None:
@@ -156,19 +167,28 @@ class Tail:
         tail_gm = fx.GraphModule(tracer.root, tail)
         self._captured = [env[n] for n in needed]
         self.activation = env[cut]
-        self.output = self.model(self.x)
-        check = tail_gm(self.activation.clone(), *self._captured)
-        if not _same(full, self.output) or not _same(check, self.output):
+        self.output = self.model(self.x) if self._given is None else self._given
+        if not _same(full, self.output):
             return
-        self._graph = tail_gm
+        # one check of the tail on two copies of the batch: both copies must give the output
+        # (then copies share calls); else on the batch alone
+        n = self.activation.shape[0]
+        if all(_batchable(c, n) for c in self._captured):
+            two = tail_gm(
+                _repeat(self.activation, 2, n), *[_repeat(c, 2, n) for c in self._captured]
+            )
+            if _same(two[:n], self.output) and _same(two[n:], self.output):
+                self._graph, self.batchable = tail_gm, True
+                return
+            self._copies_failed = True
+        check = tail_gm(self.activation.clone(), *[_fresh(c) for c in self._captured])
+        if _same(check, self.output):
+            self._graph = tail_gm
 
     def _check_copies(self) -> bool:
         """True when two copies of the batch in one call give the output twice."""
         n = self.activation.shape[0]
-        if self._graph is not None and not all(
-            isinstance(c, int) or (isinstance(c, torch.Tensor) and c.ndim and c.shape[0] == n)
-            for c in self._captured
-        ):
+        if self._graph is not None and not all(_batchable(c, n) for c in self._captured):
             return False
         try:
             two = self._run(self.activation.repeat(2, *[1] * (self.activation.ndim - 1)), 2)
@@ -179,12 +199,16 @@ class Tail:
     def _fallback_reference(self) -> None:
         from convscope.core.recorder import Recorder
 
+        self.batchable = False
         with Recorder(self.model, [self.ref]) as rec:
             self.output = self.model(self.x)
         self.activation = rec.activation(self.ref)
 
     # -- use -----------------------------------------------------------------------------------
-    def __call__(self, activation: torch.Tensor) -> torch.Tensor:
+    def __call__(self, activation: torch.Tensor, donate: bool = False) -> torch.Tensor:
+        """The model's output for ``activation`` at the layer (the batch's, or ``m`` whole copies
+        of it). ``donate``: the caller will not read ``activation`` again, so the layers after
+        it may work on it in place (no copy is made)."""
         n = self.activation.shape[0]
         rows = activation.shape[0]
         copies, rest = divmod(rows, n)
@@ -194,11 +218,11 @@ class Tail:
                 f"copies of that batch), got {tuple(activation.shape)}"
             )
         if copies > 1 and not self.batchable:
-            return torch.cat([self(part) for part in activation.split(n)])
-        return self._run(activation, copies)
+            return torch.cat([self(part, donate) for part in activation.split(n)])
+        return self._run(activation if donate else activation.clone(), copies)
 
     def _run(self, activation: torch.Tensor, copies: int) -> torch.Tensor:
-        activation = activation.clone()  # the layers after it may work in place
+        """The tail on ``activation``, which the layers after it may modify in place."""
         if self._graph is not None:
             if copies not in self._repeated:
                 n = self.activation.shape[0]
@@ -217,6 +241,11 @@ def _repeat(t: Any, copies: int, n: int) -> Any:
     if isinstance(t, torch.Tensor):
         return t.repeat(copies, *[1] * (t.ndim - 1))
     return t * copies if isinstance(t, int) and t == n else t
+
+
+def _batchable(t: Any, n: int) -> bool:
+    """A captured value that :func:`_repeat` can extend to copies of the ``n``-image batch."""
+    return isinstance(t, int) or (isinstance(t, torch.Tensor) and t.ndim > 0 and t.shape[0] == n)
 
 
 def _fresh(t: Any) -> Any:
