@@ -38,12 +38,14 @@ _EXPORTS = {
     "LayerError": "convscope.errors",
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
+    "tune_cpu_allocator": "convscope.core.allocator",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from convscope.api import compare, explain
+    from convscope.core.allocator import tune_cpu_allocator
     from convscope.core.bundle import ModelBundle
     from convscope.core.layers import auto_layer, list_layers, resolve_layer
     from convscope.core.recorder import Recorder

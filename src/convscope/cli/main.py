@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from convscope import __version__
@@ -104,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module, _, func = args.run.partition(":")
+    if os.environ.get("CONVSCOPE_TUNE_MALLOC", "1") != "0":
+        from convscope.core.allocator import tune_cpu_allocator
+
+        tune_cpu_allocator()  # this process is ours: reuse large blocks (core/allocator.py)
     try:
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except KeyboardInterrupt:
