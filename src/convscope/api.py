@@ -90,15 +90,16 @@ def fuse_layer_maps(maps: list[torch.Tensor]) -> torch.Tensor:
 
 def _to_input_size(
     maps: torch.Tensor | list[torch.Tensor], size: torch.Size
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(raw maps, maps at input size). Several layers' maps are fused at input size; their raw
-    maps are the fused map too (per-layer maps stay in ``Explanation.meta``)."""
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+    """(raw maps, maps at input size, per-layer raw maps or None). Several layers' maps are fused
+    at input size; their raw maps are the fused map too, and each layer's own raw map is kept
+    (``Explanation.meta["layer_maps"]``)."""
     if isinstance(maps, torch.Tensor):
-        return maps.detach(), _upsample(maps.detach(), size)
+        return maps.detach(), _upsample(maps.detach(), size), None
     if len(maps) == 1:
-        return maps[0].detach(), _upsample(maps[0].detach(), size)
+        return maps[0].detach(), _upsample(maps[0].detach(), size), None
     fused = fuse_layer_maps([_upsample(m.detach(), size) for m in maps])
-    return fused, fused
+    return fused, fused, [m.detach() for m in maps]
 
 
 def split_batch_size(
@@ -170,6 +171,7 @@ def explain(
         step = batch_size
 
     maps, raws, outputs, indices, scores, extras = [], [], [], [], [], []
+    layer_maps: list[list[torch.Tensor] | None] = []
     with preserved(bundle.model, frozen=True):
         refs = _layers(bundle, layer, x) if info.needs_layer else []
         starts = range(0, n, step)
@@ -181,7 +183,8 @@ def explain(
             part = tgt.subset(s, min(s + step, n))
             ctx = Context(bundle.model, x[s : s + step], part, refs, progress=progress)
             out = info.fn(ctx, **options)
-            raw, up = _to_input_size(out.maps, x.shape[-2:])
+            raw, up, per_layer = _to_input_size(out.maps, x.shape[-2:])
+            layer_maps.append(per_layer)
             raws.append(raw)
             maps.append(up)
             outputs.append(out.output)
@@ -210,6 +213,8 @@ def explain(
             "family": info.family,
             "score": score,
             "options": dict(options),
+            # several layers: each layer's raw (N, h, w) map, in the order of `layer`
+            "layer_maps": None if layer_maps[0] is None else _join(layer_maps),
             "extras": {
                 k: _join([e.get(k) for e in extras]) for k in extras[0] if k != "attributions"
             },

@@ -299,6 +299,12 @@ def test_two_layers_fuse_the_single_layer_maps(method):
     assert both.maps.shape == (4, 32, 32)
     assert_parity(both.maps, fused(singles), f"{method} two layers vs fused singles")
     assert torch.equal(both.raw_maps, both.maps)
+    # each layer's own raw map is kept beside the fused one
+    own = [explain(model, x, method, TINY_TARGETS, layer).raw_maps for layer in layers]
+    assert [m.shape for m in both.meta["layer_maps"]] == [m.shape for m in own]
+    for got, want in zip(both.meta["layer_maps"], own):
+        assert_parity(got, want, f"{method} per-layer raw map")
+    assert explain(model, x, method, TINY_TARGETS, layers[0]).meta["layer_maps"] is None
     assert_no_hooks(model)
 
 

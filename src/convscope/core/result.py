@@ -31,6 +31,8 @@ class Explanation:
         labels: a short name per image (file stems), used to name saved files.
         attributions: (N, C, H, W) per-channel input attributions, for methods that have them
             (guided backpropagation, integrated gradients, ...); None otherwise.
+        meta: the model, method family, score, options, the method's ``extras`` (e.g. CAM
+            weights) and, when several layers were fused, ``layer_maps``: each layer's raw map.
     """
 
     maps: torch.Tensor
