@@ -21,8 +21,10 @@ module's own backward then applies :math:`1[l < x < u]`, so a guided pass costs 
 rectifier call over the plain backward. For ``"deconvnet"``, whose backward must ignore the forward
 mask, a forward hook replaces the output with the same values computed by an autograd function
 whose backward is :math:`\\max(g, 0)` straight to the module's input (an in-place module's input is
-cloned first so that it survives). The guided and plain rules may be switched between backward
-passes of one forward pass; the deconvnet graph is chosen at the start. Rectifiers applied
+cloned first so that it survives; a forward hook of the model's own that changes a rectifier's
+output is therefore overridden under this rule, while guided and plain keep the output as it is).
+The guided and plain rules may be switched between backward passes of one forward pass; the
+deconvnet graph is chosen at the start. Rectifiers applied
 as functions (``torch.relu``, ``F.relu6``, ``x.clamp(min=0)``, ``x.clip(0, 6)``,
 ``F.hardtanh(x, 0, 6)``, ``F.threshold(x, 0, 0)``, ``torch.maximum(x, zeros)``) outside rectifier
 modules cannot be rewritten; they are detected during the forward pass (a ``TorchFunctionMode``) and reported with
