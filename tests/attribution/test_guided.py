@@ -201,6 +201,8 @@ FUNCTIONAL_RECTIFIERS = {
     "threshold(0, 0)": lambda x: F.threshold(x, 0.0, 0.0),
     "maximum(x, 0)": lambda x: torch.maximum(x, torch.zeros_like(x)),
     "max(x, 0)": lambda x: torch.max(x, torch.zeros(())),
+    "clamp(x, min=int tensor 0)": lambda x: torch.clamp(x, min=torch.tensor(0)),
+    "leaky_relu(x, 0)": lambda x: F.leaky_relu(x, 0.0),
 }
 NOT_RECTIFIERS = {
     "hardtanh(-1, 1)": lambda x: F.hardtanh(x),
@@ -208,6 +210,7 @@ NOT_RECTIFIERS = {
     "threshold(0.5, 0)": lambda x: F.threshold(x, 0.5, 0.0),
     "maximum(x, 1)": lambda x: torch.maximum(x, torch.ones_like(x)),
     "max over channels": lambda x: x + torch.max(x, dim=1, keepdim=True).values,
+    "leaky_relu(x)": lambda x: F.leaky_relu(x),
 }
 
 
@@ -242,6 +245,77 @@ def test_functions_that_do_not_rectify_are_not_reported(form):
     x = tiny_input(2)
     r = convscope.explain(model, x, method="guided_backprop", target=[0, 1])
     assert_parity(r.maps, reference(model, x, [0, 1], "guided").abs().amax(dim=1))
+
+
+class OutputModifiedInPlace(nn.Module):
+    """A rectifier's output modified in place afterwards (``x = act(y); x += z``), and an in-place
+    rectifier applied twice to one tensor: autograd refuses the rectifiers' own backward here, so
+    the methods take the robust path (each rectifier's mask kept by convscope)."""
+
+    def __init__(self, act: nn.Module) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            self.c1, self.c2 = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+            self.c3, self.fc = nn.Conv2d(6, 6, 3, padding=1), nn.Linear(6, 4)
+        self.act = act
+
+    def forward(self, x):
+        y = self.c1(x)
+        x = self.act(y)
+        x += self.c2(y)
+        x = self.act(self.act(self.c3(x) - 0.2))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("act", [nn.ReLU(), nn.ReLU(inplace=True), nn.ReLU6(inplace=True)])
+@pytest.mark.parametrize("method,rule", [("guided_backprop", "guided"), ("deconvnet", "deconvnet")])
+def test_outputs_modified_in_place_follow_the_paper(act, method, rule):
+    model = OutputModifiedInPlace(act).eval()
+    x = tiny_input(2, 8)
+    before = model_fingerprint(model)
+    r = convscope.explain(model, x, method=method, target=[0, 2])
+    assert_parity(r.attributions, reference(model, x, [0, 2], rule))
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+def test_guided_gradcam_with_outputs_modified_in_place():
+    model = OutputModifiedInPlace(nn.ReLU()).eval()
+    x = tiny_input(2, 8)
+    gg = convscope.explain(model, x, method="guided_gradcam", target=[0, 2], layer="c3")
+    # Grad-CAM at c3 by hand on a copy (the backward from the score to c3 needs no rectifier
+    # output that was modified in place), times the paper's guided reconstruction
+    m = copy.deepcopy(model)
+    kept = []
+    handle = m.c3.register_forward_hook(lambda mod, i, o: kept.append(o))
+    out = m(x)
+    handle.remove()
+    (g,) = torch.autograd.grad(out.gather(1, torch.tensor([[0], [2]])).sum(), kept[0])
+    cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * kept[0]).sum(dim=1, keepdim=True))
+    up = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    assert_parity(gg.attributions, reference(model, x, [0, 2], "guided") * up.detach())
+
+
+def test_threshold_module_is_a_rectifier():
+    from convscope.core.rules import RectifierRules, active_range
+
+    assert active_range(nn.Threshold(0.0, 0.0)) == (0.0, float("inf"))
+    assert active_range(nn.Threshold(0.5, 0.0)) is None
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.Threshold(0.0, 0.0), nn.Flatten(), nn.LazyLinear(2)
+    )
+    model(tiny_input(1))
+    x = tiny_input(2)
+    r = convscope.explain(model, x, method="guided_backprop", target=[0, 1])
+    ref = copy.deepcopy(model)
+    ref[1] = nn.ReLU()
+    assert_parity(r.attributions, reference(ref, x, [0, 1], "guided"))
+    rules = RectifierRules(model, "plain")
+    rules.rule = "guided"  # plain and guided share a graph
+    with pytest.raises(ValueError, match="deconvnet rule builds another graph"):
+        rules.rule = "deconvnet"
+    with pytest.raises(ValueError, match="unknown rule 'Guided'"):
+        rules.rule = "Guided"
 
 
 def test_model_without_rectifiers_is_a_clear_error():

@@ -9,6 +9,9 @@ reconstruction is in ``extras["attributions"]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 
 from convscope.cam.base import weighted_sum
@@ -18,15 +21,32 @@ from convscope.core.registry import register_method
 from convscope.core.rules import RectifierRules
 from convscope.errors import LayerError
 
+T = TypeVar("T")
+
+
+def _robustly(run: Callable[[bool], T]) -> T:
+    """``run(robust=False)``: the rules through the rectifiers' own backward (cheapest); if the
+    model modifies a rectifier's output in place afterwards (``x = relu(x); x += y``), autograd
+    refuses that backward, and ``run(robust=True)`` keeps each rectifier's mask itself."""
+    try:
+        return run(False)
+    except RuntimeError as e:
+        if "modified by an inplace operation" not in str(e):
+            raise
+    return run(True)
+
 
 def _reconstruct(ctx: Context, rule: str, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    x = ctx.x.detach().requires_grad_(True)
-    with torch.enable_grad(), RectifierRules(ctx.model, rule, method) as rules:
-        output = ctx.model(x)
-        rules.check()
-        scores = ctx.target.scores(output)
-        (grad,) = torch.autograd.grad(scores.sum(), x)
-    return grad, output.detach()
+    def run(robust: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        x = ctx.x.detach().requires_grad_(True)
+        with torch.enable_grad(), RectifierRules(ctx.model, rule, method, robust) as rules:
+            output = ctx.model(x)
+            rules.check()
+            scores = ctx.target.scores(output)
+            (grad,) = torch.autograd.grad(scores.sum(), x)
+        return grad, output.detach()
+
+    return _robustly(run)
 
 
 @register_method(
@@ -74,24 +94,29 @@ def guided_gradcam(ctx: Context) -> MethodOutput:
     then guided backpropagation's from the same graph."""
     if len(ctx.layers) != 1:
         raise LayerError("guided_gradcam takes one layer")
-    x = ctx.x.detach().requires_grad_(True)
-    with (
-        torch.enable_grad(),
-        RectifierRules(ctx.model, "plain", "guided_gradcam") as rules,
-        Recorder(ctx.model, ctx.layers, gradients=True) as rec,
-    ):
-        output = ctx.model(x)
-        rules.check()
-        scores = ctx.target.scores(output).sum()
-        a = rec.activation(ctx.layer)
-        if a.ndim != 4:
-            raise LayerError(
-                f"layer {ctx.layer.spec!r} outputs shape {tuple(a.shape)}, not a 4-D (N, C, H, W) "
-                "feature map; guided_gradcam needs a convolutional layer"
-            )
-        (g,) = torch.autograd.grad(scores, a, retain_graph=True)
-        rules.rule = "guided"
-        (guided,) = torch.autograd.grad(scores, x)
+
+    def run(robust: bool) -> tuple[torch.Tensor, ...]:
+        x = ctx.x.detach().requires_grad_(True)
+        with (
+            torch.enable_grad(),
+            RectifierRules(ctx.model, "plain", "guided_gradcam", robust) as rules,
+            Recorder(ctx.model, ctx.layers, gradients=True) as rec,
+        ):
+            output = ctx.model(x)
+            rules.check()
+            scores = ctx.target.scores(output).sum()
+            a = rec.activation(ctx.layer)
+            if a.ndim != 4:
+                raise LayerError(
+                    f"layer {ctx.layer.spec!r} outputs shape {tuple(a.shape)}, not a 4-D "
+                    "(N, C, H, W) feature map; guided_gradcam needs a convolutional layer"
+                )
+            (g,) = torch.autograd.grad(scores, a, retain_graph=True)
+            rules.rule = "guided"
+            (guided,) = torch.autograd.grad(scores, x)
+        return x, output, a, g, guided
+
+    x, output, a, g, guided = _robustly(run)
     cam = weighted_sum(g.mean(dim=(2, 3)), a.detach())
     up = torch.nn.functional.interpolate(
         cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False

@@ -53,7 +53,33 @@ def active_range(module: nn.Module) -> tuple[float, float] | None:
         return 0.0, math.inf
     if isinstance(module, nn.Hardtanh) and float(module.min_val) == 0.0:  # ReLU6 is a Hardtanh
         return 0.0, float(module.max_val)
+    if isinstance(module, nn.Threshold) and module.threshold == 0 and module.value == 0:
+        return 0.0, math.inf  # x where x > 0 else 0: a ReLU
     return None
+
+
+class _Rule(torch.autograd.Function):
+    """The robust form of every rule: the rectifier's values forward, computed from its (kept)
+    input, with the forward mask saved; the rule applied to the gradient backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, lo: float, hi: float, owner: RectifierRules) -> Any:
+        active = (x > lo) & (x < hi) if math.isfinite(hi) else x > lo
+        ctx.save_for_backward(active)
+        ctx.owner = owner
+        return x.clamp(min=lo) if not math.isfinite(hi) else x.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> Any:
+        (active,) = ctx.saved_tensors
+        rule = ctx.owner.rule
+        if rule == "plain":
+            gi = g * active
+        elif rule == "guided":
+            gi = g.clamp(min=0) * active
+        else:
+            gi = g.clamp(min=0)
+        return gi, None, None, None
 
 
 class _Deconv(torch.autograd.Function):
@@ -94,8 +120,16 @@ _CLAMPS = {
     torch.Tensor.clamp_min_,
 }
 _HARDTANH = {torch.nn.functional.hardtanh, torch.nn.functional.hardtanh_}
+_LEAKY = {torch.nn.functional.leaky_relu, torch.nn.functional.leaky_relu_}
 _THRESHOLD = {torch.nn.functional.threshold, torch.nn.functional.threshold_, torch.threshold}
-_MAXIMUM = {torch.maximum, torch.max, torch.fmax, torch.Tensor.maximum, torch.Tensor.max}
+_MAXIMUM = {
+    torch.maximum,
+    torch.max,
+    torch.fmax,
+    torch.Tensor.maximum,
+    torch.Tensor.max,
+    torch.Tensor.fmax,
+}
 
 
 def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> Any:
@@ -103,9 +137,10 @@ def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> A
 
 
 def _is_zero(v: Any) -> bool:
-    """A number 0, or a tensor of zeros (a rectifier's other operand)."""
+    """A number 0, or a tensor of zeros (a rectifier's other operand; reading it syncs a GPU, but
+    only for the rare clamp or maximum with a tensor operand)."""
     if isinstance(v, torch.Tensor):
-        return v.is_floating_point() and v.numel() > 0 and not bool(v.any())
+        return v.dtype != torch.bool and v.numel() > 0 and not bool(v.any())
     return isinstance(v, int | float) and not isinstance(v, bool) and v == 0
 
 
@@ -117,6 +152,8 @@ def _rectifies(func: Any, args: tuple, kwargs: dict) -> bool:
         return _is_zero(_arg(args, kwargs, 1, "min"))
     if func in _HARDTANH:  # hardtanh(x, min_val=-1, max_val=1): a rectifier when min_val is 0
         return _is_zero(_arg(args, kwargs, 1, "min_val", -1.0))
+    if func in _LEAKY:  # leaky_relu(x, negative_slope=0.01): a ReLU when the slope is 0
+        return _is_zero(_arg(args, kwargs, 1, "negative_slope", 0.01))
     if func in _THRESHOLD:  # threshold(x, t, v) = x where x > t else v: ReLU when t = v = 0
         return _is_zero(_arg(args, kwargs, 1, "threshold", 1.0)) and _is_zero(
             _arg(args, kwargs, 2, "value", 1.0)
@@ -148,16 +185,28 @@ class RectifierRules:
 
     Attributes:
         rule: ``"plain"``, ``"guided"`` or ``"deconvnet"``; plain and guided may be swapped between
-            backward passes (the deconvnet rule is fixed at construction).
+            backward passes (the deconvnet rule is fixed at construction, unless ``robust``).
+        robust: every rule through an autograd function of the rectifier's kept input, with its
+            mask saved (one more pass over each activation): for models that modify a
+            rectifier's output in place afterwards (``x = relu(x); x += y``), whose own backward
+            autograd then refuses.
         modules: the rectifier modules found (name -> module).
         functional: names of rectifier functions called outside rectifier modules in the forward
             passes so far; :meth:`check` raises if there are any.
     """
 
-    def __init__(self, model: nn.Module, rule: str = "guided", method: str = "this method") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        rule: str = "guided",
+        method: str = "this method",
+        robust: bool = False,
+    ) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
-        self.model, self.rule, self.method = model, rule, method
+        self.model, self.method = model, method
+        self._rule = rule
+        self.robust = robust
         self.modules = {n: m for n, m in model.named_modules() if n and active_range(m)}
         if not self.modules:
             raise MethodError(
@@ -165,11 +214,26 @@ class RectifierRules:
                 f"{type(model).__name__} has none"
             )
         self.functional: list[str] = []
-        self._deconv = rule == "deconvnet"  # the graph: replaced outputs (deconvnet) or hooks
+        # the graph: outputs replaced (deconvnet, or robust for every rule), or tensor hooks
+        self._replace = robust or rule == "deconvnet"
         self._depth = 0
         self._inputs: dict[int, list[torch.Tensor]] = {}
         self._handles: list[Any] = []
         self._watch = _Watch(self)
+
+    @property
+    def rule(self) -> str:
+        return self._rule
+
+    @rule.setter
+    def rule(self, rule: str) -> None:
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
+        if not self.robust and "deconvnet" in (rule, self._rule) and rule != self._rule:
+            raise ValueError(
+                "the deconvnet rule builds another graph: choose it (or robust=True) at the start"
+            )
+        self._rule = rule
 
     def __enter__(self) -> RectifierRules:
         try:
@@ -196,7 +260,7 @@ class RectifierRules:
 
     def _pre(self, module: nn.Module, args: tuple) -> Any:
         self._depth += 1
-        if not self._deconv:
+        if not self._replace:
             return None
         x = args[0]
         self._inputs.setdefault(id(module), []).append(x)
@@ -206,9 +270,11 @@ class RectifierRules:
 
     def _post(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
         try:
-            if self._deconv:
+            if self._replace:
                 x = self._inputs[id(module)].pop()
                 lo, hi = active_range(module)
+                if self.robust:
+                    return _Rule.apply(x, lo, hi, self)
                 return _Deconv.apply(x, lo, hi)
             if output.requires_grad:
                 output.register_hook(self._guide)
@@ -218,11 +284,7 @@ class RectifierRules:
 
     def _guide(self, g: torch.Tensor) -> torch.Tensor | None:
         """The gradient arriving at a rectifier's output; its own backward masks it next."""
-        if self.rule == "guided":
-            return g.clamp(min=0)
-        if self.rule == "deconvnet":
-            raise MethodError("the deconvnet rule must be chosen before the forward pass")
-        return None
+        return g.clamp(min=0) if self._rule == "guided" else None
 
     def check(self) -> None:
         """Raise MethodError if a functional rectifier ran outside rectifier modules."""
