@@ -143,6 +143,47 @@ def test_parameters_read_after_the_layer_are_not_captured():
         )
 
 
+class PoolsOverRows(nn.Module):
+    """After the layer, each row is centred on the batch mean: copies of the batch in one call
+    would change each other's results, so they must not share a call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.fc((h - h.mean(dim=0, keepdim=True)).mean(dim=(2, 3)))
+
+
+class ChannelStatistic(nn.Module):
+    """A per-channel statistic of the input, captured from before the layer, whose length equals
+    the batch size by chance (3 channels, 3 images): not a per-image value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 3, 1)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        m = x.mean(dim=(0, 2, 3))
+        return self.fc((self.a(x) * m[:, None, None]).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("model", [PoolsOverRows(), ChannelStatistic()])
+def test_tails_that_cannot_take_copies_run_one_copy_per_call(model):
+    model.eval()
+    x = tiny_input(3, 8)
+    tail = Tail(model, resolve_layer(model, "a"), x)
+    assert tail.split and not tail.batchable
+    a = torch.randn((2, *tail.activation.shape), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = tail(a.flatten(0, 1))
+        want = torch.cat([_brute_force(model, "a", x, part) for part in a])
+    torch.testing.assert_close(got, want)
+
+
 def test_lite0_tails_are_batchable(lite0):
     """Lite0's convolutions read their weights through F.conv2d: none is captured, and copies of
     the batch share a call at every depth."""

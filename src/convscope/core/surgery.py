@@ -11,9 +11,10 @@ refers to the model's own modules.
 
 A tail takes activations for the batch it was built on, or for ``m`` whole copies of it (row
 ``j * N + i`` belongs to image ``i``), so that many perturbed activations run in one pass; the
-values captured from before the layer are repeated to match (checked once: a model whose tail
-depends on the batch size in another way, e.g. ``x.view(x.size(0), -1)`` with a size captured from
-before the layer that is not the batch size, takes one copy per call). The activation passed in is never modified, also when
+values captured from before the layer are repeated to match (checked once, on three copies of which
+the middle one differs, so that a tail that depends on the batch size in another way, e.g.
+``x.view(x.size(0), -1)`` with a size captured from before the layer that is not the batch size,
+or that pools over the rows of its input, takes one copy per call). The activation passed in is never modified, also when
 the layers after it work in place.
 """
 
@@ -100,6 +101,7 @@ class Tail:
             except Exception:
                 self._graph = None
             if self._graph is None:
+                self._copies_failed = False  # the fallback is checked on its own
                 self._fallback_reference()
             self.split = self._graph is not None
             if not self.batchable and not self._copies_failed:
@@ -170,14 +172,15 @@ class Tail:
         self.output = self.model(self.x) if self._given is None else self._given
         if not _same(full, self.output):
             return
-        # one check of the tail on two copies of the batch: both copies must give the output
-        # (then copies share calls); else on the batch alone
+        # one check of the tail on copies of the batch (then copies share calls); else on the
+        # batch alone, and the graph is kept for one copy per call
         n = self.activation.shape[0]
         if all(_batchable(c, n) for c in self._captured):
-            two = tail_gm(
-                _repeat(self.activation, 2, n), *[_repeat(c, 2, n) for c in self._captured]
-            )
-            if _same(two[:n], self.output) and _same(two[n:], self.output):
+
+            def copies(a: torch.Tensor, k: int) -> Any:
+                return tail_gm(a, *[_repeat(c, k, n) for c in self._captured])
+
+            if _copies_independent(copies, self.activation, self.output):
                 self._graph, self.batchable = tail_gm, True
                 return
             self._copies_failed = True
@@ -186,15 +189,11 @@ class Tail:
             self._graph = tail_gm
 
     def _check_copies(self) -> bool:
-        """True when two copies of the batch in one call give the output twice."""
+        """Whether copies of the batch can share a call (see :func:`_copies_independent`)."""
         n = self.activation.shape[0]
         if self._graph is not None and not all(_batchable(c, n) for c in self._captured):
             return False
-        try:
-            two = self._run(self.activation.repeat(2, *[1] * (self.activation.ndim - 1)), 2)
-        except Exception:
-            return False
-        return _same(two[:n], self.output) and _same(two[n:], self.output)
+        return _copies_independent(self._run, self.activation, self.output)
 
     def _fallback_reference(self) -> None:
         from convscope.core.recorder import Recorder
@@ -241,6 +240,18 @@ def _repeat(t: Any, copies: int, n: int) -> Any:
     if isinstance(t, torch.Tensor):
         return t.repeat(copies, *[1] * (t.ndim - 1))
     return t * copies if isinstance(t, int) and t == n else t
+
+
+def _copies_independent(run: Any, activation: torch.Tensor, output: torch.Tensor) -> bool:
+    """True when ``run(3 copies, 3)`` gives the batch's output for copies 1 and 3 while copy 2 is
+    another activation (half of it): the tail takes whole copies of the batch in one call, and
+    no copy changes another's result (as a tail that pools over the rows of its input would)."""
+    n = activation.shape[0]
+    try:
+        three = run(torch.cat([activation, activation * 0.5, activation]), 3)
+    except Exception:  # a tail that cannot take copies (e.g. sizes captured from the batch)
+        return False
+    return _same(three[:n], output) and _same(three[2 * n :], output)
 
 
 def _batchable(t: Any, n: int) -> bool:
