@@ -69,3 +69,15 @@ def test_comparison_colour_bar_gives_the_raw_value_shown_as_the_top_colour():
         assert r.display_norm == ("p99" if family == "gradient" else "max")
         lo, hi = _raw_ticks(r, 0, 0.0, 1.0)
         assert lo == 0.0 and hi == pytest.approx(top)
+
+
+def test_figure_image_is_the_figure_at_its_dpi_and_closes_it():
+    import matplotlib.pyplot as plt
+
+    from convscope.viz.render import figure_image
+
+    fig, ax = plt.subplots(figsize=(2.0, 1.0), dpi=50)
+    ax.imshow(np.zeros((4, 4)), cmap="gray", vmin=0, vmax=1)
+    im = figure_image(fig)
+    assert im.size == (100, 50) and im.mode == "RGB"
+    assert not plt.fignum_exists(fig.number)

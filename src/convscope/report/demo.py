@@ -387,6 +387,7 @@ def _sanity(
     from convscope.errors import LayerError, MethodError
     from convscope.metrics import model_randomization
     from convscope.viz.render import colorize, normalize_maps, overlay, png_bytes, to_pil
+    from convscope.viz.sanity import correlation_plot
 
     chosen, total = _sanity_stages(bundle, x, stages)
     runs, skipped = {}, {}
@@ -451,7 +452,7 @@ def _sanity(
                 strip=True,
             )
         )
-    plot = page.add_asset(f"sanity_{sample}_rho.png", png_bytes(_rho_plot(runs)))
+    plot = page.add_asset(f"sanity_{sample}_rho.png", png_bytes(correlation_plot(runs)))
     rows = [
         [s, stage, *[float(runs[m].correlations[s, 0]) for m in runs]]
         for s, stage in enumerate(stage_names)
@@ -473,31 +474,3 @@ def _sanity(
 def _rho(value: float) -> str:
     """``ρ = +0.12``; a constant map has no ranking, so no correlation."""
     return f"ρ = {value:+.2f}" if value == value else "ρ = none (a constant map)"
-
-
-def _rho_plot(runs: Mapping[str, Any]) -> Any:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    stages = next(iter(runs.values())).stages
-    fig, ax = plt.subplots(figsize=(5.2, 3.0), dpi=110)
-    for m, r in runs.items():
-        ax.plot(range(len(stages)), r.correlations[:, 0].numpy(), marker="o", label=m)
-    ax.axhline(0, color="#999", lw=0.8)
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_xticks(range(len(stages)))
-    ax.set_xticklabels(stages, rotation=35, ha="right", fontsize=7)
-    ax.set_ylabel("Spearman ρ", fontsize=9)
-    ax.tick_params(axis="y", labelsize=8)
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")

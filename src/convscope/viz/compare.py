@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from typing import Any
 
 from PIL import Image
 
 from convscope.core.result import Explanation
-from convscope.viz.render import display_peak
+from convscope.viz.render import display_peak, figure_image
 
 __all__ = ["comparison_figure"]
 
@@ -59,11 +58,7 @@ def comparison_figure(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    return figure_image(fig)
 
 
 def _raw_ticks(r: Any, i: int, lo: float, hi: float) -> tuple[float, float]:

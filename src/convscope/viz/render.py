@@ -15,7 +15,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["colorize", "normalize_maps", "overlay", "png_bytes", "png_data_uri"]
+__all__ = [
+    "colorize",
+    "display_peak",
+    "figure_image",
+    "normalize_maps",
+    "overlay",
+    "png_bytes",
+    "png_data_uri",
+]
 
 
 def normalize_maps(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
@@ -101,3 +109,16 @@ def png_bytes(image: torch.Tensor | Image.Image) -> bytes:
 
 def png_data_uri(image: torch.Tensor | Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+
+
+def figure_image(fig: object) -> Image.Image:
+    """A matplotlib figure as an RGB PIL image (at the figure's dpi); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")  # type: ignore[attr-defined]
+    finally:
+        plt.close(fig)  # type: ignore[arg-type]
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
