@@ -148,16 +148,13 @@ def build_demo(
         if name in TOO_SLOW and name not in model_layers:
             excluded[name] = TOO_SLOW[name]
             continue
-        own = dict(opts.get(name, {}))
-        # compare() takes batch_size as its own argument (not among a method's options)
-        batch = own.pop("batch_size", None)
+        own = opts.get(name)  # may hold a batch_size of the method's own
         t = time.perf_counter()
         got, why = convscope.compare(
             bundle,
             x,
             [name],
             layer=model_layers[name][0] if name in model_layers else layer,
-            batch_size=batch,
             options={name: own} if own else None,
         )
         seconds[name] = time.perf_counter() - t
