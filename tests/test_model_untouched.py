@@ -22,6 +22,16 @@ def _prepare(model):
     return calls
 
 
+def _raises_and_leaves_model_unchanged(model, error, match, **kwargs):
+    """``explain(model, 2 tiny images, **kwargs)`` raises ``error`` (matching ``match``) and the
+    model, prepared as a user's might be, is exactly as before."""
+    _prepare(model)
+    before = model_fingerprint(model)
+    with pytest.raises(error, match=match):
+        convscope.explain(model, tiny_input(2), **kwargs)
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
 def _boom(out):
     raise RuntimeError("target failed mid-method")
 
@@ -43,21 +53,9 @@ def test_success_leaves_model_unchanged(method, factory):
 @pytest.mark.parametrize("factory", [TinyCNN, TinyBN], ids=["tinycnn", "tinybn"])
 def test_failure_leaves_model_unchanged(method, factory):
     """Also on TinyCNN, whose reused and in-place modules the methods hook per call."""
-    model = factory()
-    _prepare(model)
-    before = model_fingerprint(model)
-    with pytest.raises(RuntimeError, match="mid-method"):
-        convscope.explain(model, tiny_input(2), method=method, target=_boom)
-    assert fingerprints_equal(before, model_fingerprint(model))
-
-
-def test_layer_error_inside_a_method_leaves_model_unchanged():
-    model = TinyCNN()
-    _prepare(model)
-    before = model_fingerprint(model)
-    with pytest.raises(convscope.LayerError, match=r"'fc' outputs shape \(2, 5\), not a 4-D"):
-        convscope.explain(model, tiny_input(2), method="gradcam", layer="fc")
-    assert fingerprints_equal(before, model_fingerprint(model))
+    _raises_and_leaves_model_unchanged(
+        factory(), RuntimeError, "mid-method", method=method, target=_boom
+    )
 
 
 LAYER_METHODS = [m for m in convscope.methods() if convscope.method_info(m).needs_layer]
@@ -67,12 +65,13 @@ LAYER_METHODS = [m for m in convscope.methods() if convscope.method_info(m).need
 def test_non_4d_layer_is_refused_by_every_layer_method(method):
     """A layer whose output is not a feature map: one clear LayerError naming the layer and its
     shape, from every method that needs a layer, on the model with reused and in-place modules."""
-    model = TinyCNN()
-    _prepare(model)
-    before = model_fingerprint(model)
-    with pytest.raises(convscope.LayerError, match=r"'fc' outputs shape \(2, 5\), not a 4-D"):
-        convscope.explain(model, tiny_input(2), method=method, layer="fc")
-    assert fingerprints_equal(before, model_fingerprint(model))
+    _raises_and_leaves_model_unchanged(
+        TinyCNN(),
+        convscope.LayerError,
+        r"'fc' outputs shape \(2, 5\), not a 4-D",
+        method=method,
+        layer="fc",
+    )
 
 
 def test_ablationcam_failure_after_the_tail_is_built_leaves_model_unchanged():
@@ -85,27 +84,20 @@ def test_ablationcam_failure_after_the_tail_is_built_leaves_model_unchanged():
             raise RuntimeError("target failed mid-method")
         return out[:, 0]
 
-    model = TinyCNN()
-    _prepare(model)
-    before = model_fingerprint(model)
-    with pytest.raises(RuntimeError, match="mid-method"):
-        convscope.explain(model, tiny_input(2), method="ablationcam", target=fail_in_tail)
+    _raises_and_leaves_model_unchanged(
+        TinyCNN(), RuntimeError, "mid-method", method="ablationcam", target=fail_in_tail
+    )
     assert calls == [2, 2]
-    assert fingerprints_equal(before, model_fingerprint(model))
 
 
 def test_ablationcam_refuses_a_zero_score_and_leaves_model_unchanged():
-    model = TinyCNN()
-    _prepare(model)
-    before = model_fingerprint(model)
-    with pytest.raises(convscope.MethodError, match=r"score, which is exactly 0 for image\(s\) 1"):
-        convscope.explain(
-            model,
-            tiny_input(2),
-            method="ablationcam",
-            target=lambda o: o[:, 0] * torch.tensor([1.0, 0.0]),
-        )
-    assert fingerprints_equal(before, model_fingerprint(model))
+    _raises_and_leaves_model_unchanged(
+        TinyCNN(),
+        convscope.MethodError,
+        r"score, which is exactly 0 for image\(s\) 1",
+        method="ablationcam",
+        target=lambda o: o[:, 0] * torch.tensor([1.0, 0.0]),
+    )
 
 
 def test_batchnorm_statistics_are_not_updated():
