@@ -94,18 +94,16 @@ class Tail:
         self._repeated: dict[int, list[Any]] = {}
         self.batchable = False
         self._given = None if output is None else output.detach()
-        self._copies_failed = False
         with torch.no_grad():
             try:
                 self._build()
             except Exception:
                 self._graph = None
             if self._graph is None:
-                self._copies_failed = False  # the fallback is checked on its own
                 self._fallback_reference()
+                # full passes with the activation substituted: checked for copies on their own
+                self.batchable = _copies_independent(self._run, self.activation, self.output)
             self.split = self._graph is not None
-            if not self.batchable and not self._copies_failed:
-                self.batchable = self._check_copies()
 
     # -- construction --------------------------------------------------------------------------
     def _build(self) -> None:
@@ -183,22 +181,13 @@ class Tail:
             if _copies_independent(copies, self.activation, self.output):
                 self._graph, self.batchable = tail_gm, True
                 return
-            self._copies_failed = True
         check = tail_gm(self.activation.clone(), *[_fresh(c) for c in self._captured])
         if _same(check, self.output):
             self._graph = tail_gm
 
-    def _check_copies(self) -> bool:
-        """Whether copies of the batch can share a call (see :func:`_copies_independent`)."""
-        n = self.activation.shape[0]
-        if self._graph is not None and not all(_batchable(c, n) for c in self._captured):
-            return False
-        return _copies_independent(self._run, self.activation, self.output)
-
     def _fallback_reference(self) -> None:
         from convscope.core.recorder import Recorder
 
-        self.batchable = False
         with Recorder(self.model, [self.ref]) as rec:
             self.output = self.model(self.x)
         self.activation = rec.activation(self.ref)
