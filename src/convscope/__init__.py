@@ -29,6 +29,8 @@ _EXPORTS = {
     "resolve_layer": "convscope.core.layers",
     "auto_layer": "convscope.core.layers",
     "Recorder": "convscope.core.recorder",
+    "Unit": "convscope.core.units",
+    "parse_unit": "convscope.core.units",
     "load_image": "convscope.data.images",
     "load_images": "convscope.data.images",
     "samples": "convscope.data.samples",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.core.recorder import Recorder
     from convscope.core.registry import method_info, methods
     from convscope.core.result import Explanation
+    from convscope.core.units import Unit, parse_unit
     from convscope.data.images import load_image, load_images
     from convscope.data.samples import samples
     from convscope.errors import (
