@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     d.set_defaults(run="convscope.cli.demo:run")
 
+    sh = sub.add_parser("shapes", help="a sheet of shapes-world samples with their masks")
+    sh.add_argument("--n", type=int, default=16, help="number of images (default 16)")
+    sh.add_argument("--seed", type=int, default=0, help="the world's seed (default 0)")
+    sh.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    sh.add_argument("--max-count", type=int, default=3, help="at most this many shapes (default 3)")
+    sh.add_argument("--gray28", action="store_true", help="lecture 004's 28x28 grayscale setting")
+    sh.add_argument("--out", "-o", default="convscope-shapes", help="output folder")
+    sh.set_defaults(run="convscope.cli.shapes:run")
+
     la = sub.add_parser("layers", help="list a model's layers with output shapes")
     la.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     la.add_argument("--input-size", type=int, default=None, help="input height/width (default 224)")
