@@ -7,4 +7,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# Idle OpenMP threads sleep instead of spinning: on a shared, oversubscribed machine spinning
+# threads made small ops 10-50x slower (a 2-thread multitask step: 13 s spinning, 0.2 s passive).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 .venv/bin/python -m pytest "$@"

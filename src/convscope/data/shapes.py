@@ -73,13 +73,14 @@ TASKS: dict[str, tuple[str, ...]] = {
     "size": ("small", "medium", "large"),
     "quadrant": ("top-left", "top-right", "bottom-left", "bottom-right"),
 }
-# The lecture-004 setting: one centred shape, 28 x 28 grayscale (see :func:`generate`).
+# The lecture-004 setting: one centred upright shape, 28 x 28 grayscale (see :func:`generate`).
 GRAY28 = {
     "size": 28,
     "grayscale": True,
     "count": (1, 1),
     "radius": (0.6, 0.85),
     "jitter": 0.15,
+    "rotate": False,
     "backgrounds": ("flat", "gradient", "noise"),
 }
 MIN_RADIUS_PX = 3.0  # the smallest shape's radius in pixels: below it, shapes are unrecognizable
@@ -198,7 +199,7 @@ def _sdf(cls: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if name == "square":
         return _box(x, y, 0.68, 0.68)
     if name == "triangle":
-        return _polygon_sides(x, y - 0.15, 3, 0.46)  # centroid lowered: the triangle fills the disk
+        return _polygon_sides(x, -y - 0.15, 3, 0.46)  # apex up, centred so it fills the disk
     if name == "star":
         return _star(x, y)
     if name == "cross":
@@ -269,6 +270,7 @@ def generate(
     count: int | tuple[int, int] = (1, 3),
     radius: tuple[float, float] = (0.2, 0.45),
     jitter: float = 1.0,
+    rotate: bool = True,
     backgrounds: Sequence[str] = BACKGROUNDS,
     device: torch.device | str | None = None,
 ) -> ShapesBatch:
@@ -288,6 +290,7 @@ def generate(
         count: shapes per image (a number or an inclusive range, at most :data:`MAX_COUNT`).
         radius: range of each shape's radius as a fraction of half the image.
         jitter: how far from the centre shapes may lie (1: anywhere they fit, 0: centred).
+        rotate: rotate each shape by a random angle (False: upright).
         backgrounds: kinds of background to draw from (:data:`BACKGROUNDS`).
         device: where to render (default CPU).
 
@@ -306,6 +309,7 @@ def generate(
         count=count,
         radius=radius,
         jitter=jitter,
+        rotate=rotate,
         backgrounds=backgrounds,
     )
 
@@ -319,6 +323,7 @@ def generate_indices(
     count: int | tuple[int, int] = (1, 3),
     radius: tuple[float, float] = (0.2, 0.45),
     jitter: float = 1.0,
+    rotate: bool = True,
     backgrounds: Sequence[str] = BACKGROUNDS,
 ) -> ShapesBatch:
     """The images of the given indices (any order, repeats allowed); options as :func:`generate`."""
@@ -343,7 +348,7 @@ def generate_indices(
     cls = draws.integers(2, len(SHAPES), (MAX_COUNT,))
     colour = draws.integers(3, len(COLOURS), (MAX_COUNT,))
     rad = rmin + (rmax - rmin) * draws.uniform(4, (MAX_COUNT,))
-    angle = 2 * math.pi * draws.uniform(5, (MAX_COUNT,))
+    angle = 2 * math.pi * draws.uniform(5, (MAX_COUNT,)) * float(bool(rotate))
     tint = (draws.uniform(6, (MAX_COUNT, 3)) - 0.5) * 0.1
     cand = draws.uniform(7, (MAX_COUNT, _CANDIDATES, 2)) * 2 - 1
     palette = torch.tensor(list(_PALETTE.values()), dtype=torch.float32, device=device)
@@ -390,8 +395,9 @@ def generate_indices(
             instances[sel] = torch.where(sdf <= 0, torch.full_like(inst, k + 1), inst)
 
     # truth from the visible pixels
-    slot = torch.arange(1, MAX_COUNT + 1, device=device).view(1, -1, 1, 1)
-    visible = (instances.unsqueeze(1) == slot).flatten(2).sum(dim=2)  # (N, K)
+    visible = torch.zeros(n, MAX_COUNT + 1, dtype=torch.int64, device=device)
+    visible = visible.scatter_add_(1, instances.flatten(1), torch.ones_like(instances.flatten(1)))
+    visible = visible[:, 1:]  # (N, K) visible pixels per shape
     shown = visible > 0
     classes = torch.where(shown, cls, torch.full_like(cls, -1))
     masks = torch.where(
@@ -418,25 +424,34 @@ def generate_indices(
 
 
 def _background(draws: _Draws, n, s, kinds, gx, gy) -> torch.Tensor:
+    """(N, 3, S, S) backgrounds: a flat tinted gray, a gradient to a second gray, noise or faint
+    stripes (each kind computed only for its images)."""
     device = gx.device
     kind = torch.tensor([BACKGROUNDS.index(k) for k in kinds], device=device)[
         draws.integers(10, len(kinds))
-    ].view(n, 1, 1, 1)
+    ]
     level = 0.04 + 0.24 * draws.uniform(11, (2,))  # two gray levels
     tint = (draws.uniform(12, (3,)) - 0.5) * 0.08
     base = (level[:, 0:1] + tint).view(n, 3, 1, 1)
-    other = (level[:, 1:2] + tint).view(n, 3, 1, 1)
+    out = base.expand(n, 3, s, s).clone()
     theta = 2 * math.pi * draws.uniform(13).view(n, 1, 1)
-    along = (torch.cos(theta) * gx + torch.sin(theta) * gy).unsqueeze(1)  # (N, 1, S, S)
-    flat = base.expand(n, 3, s, s)
-    gradient = base + (other - base) * (along + 1) / 2
-    noise = base + 0.06 * (draws.uniform(14, (s, s)).unsqueeze(1) - 0.5) * 2
     period = 0.15 + 0.2 * draws.uniform(15).view(n, 1, 1, 1)
-    texture = base + 0.04 * torch.sign(torch.sin(along * math.pi / period))
-    out = torch.where(kind == 0, flat, gradient)
-    out = torch.where(kind == 2, noise, out)
-    out = torch.where(kind == 3, texture, out)
-    return out.clamp(0, 1).contiguous()
+    for k in (1, 2, 3):
+        sel = (kind == k).nonzero().flatten()
+        if not sel.numel():
+            continue
+        if k == 2:  # noise: one hashed uniform per pixel, for these images only
+            sub = _Draws.__new__(_Draws)
+            sub.key = draws.key[sel]
+            out[sel] = base[sel] + 0.12 * (sub.uniform(14, (s, s)).unsqueeze(1) - 0.5)
+            continue
+        along = (torch.cos(theta[sel]) * gx + torch.sin(theta[sel]) * gy).unsqueeze(1)
+        if k == 1:
+            other = (level[sel, 1:2] + tint[sel]).view(-1, 3, 1, 1)
+            out[sel] = base[sel] + (other - base[sel]) * (along + 1) / 2
+        else:
+            out[sel] = base[sel] + 0.04 * torch.sign(torch.sin(along * math.pi / period[sel]))
+    return out.clamp_(0, 1)
 
 
 def batches(
