@@ -156,3 +156,70 @@ def test_inside_entry_points_leave_model_unchanged(entry):
     with pytest.raises(convscope.ConvscopeError):
         bad(model)
     assert fingerprints_equal(before, model_fingerprint(model))
+
+
+# -- the shapes world (convscope.metrics.truth, convscope.train.analysis) -------------------------
+
+
+def _shapes_cnn(classes=10):
+    from convscope.models.shapes import ShapesCNN
+
+    torch.manual_seed(0)
+    return ShapesCNN(classes)
+
+
+def _softmax():
+    from convscope.models.shapes import SoftmaxRegression
+
+    return SoftmaxRegression()
+
+
+def _truth(model, **kwargs):
+    from convscope.metrics.truth import attribution_vs_truth
+
+    return attribution_vs_truth(model, ["gradcam", "saliency"], n=2, **kwargs)
+
+
+def _correlations(model):
+    from convscope.train.analysis import template_correlations
+
+    return template_correlations(model, n=20)
+
+
+SHAPES_CALLS = {
+    # 5 outputs: the shapes' classes 5..9 are targets out of range, refused mid-way
+    "attribution_vs_truth": (_shapes_cnn, _truth, lambda m: _truth(_FiveWay(m))),
+    "template_correlations": (_softmax, _correlations, lambda m: _correlations(_Wrapped(m))),
+}
+
+
+class _FiveWay(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)[:, :5]
+
+
+class _Wrapped(torch.nn.Module):  # no layer named fc or hidden
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("entry", sorted(SHAPES_CALLS))
+def test_shapes_entry_points_leave_model_unchanged(entry):
+    factory, ok, bad = SHAPES_CALLS[entry]
+    model = factory()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    ok(model)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls
+    with pytest.raises(convscope.ConvscopeError):
+        bad(model)
+    assert fingerprints_equal(before, model_fingerprint(model))

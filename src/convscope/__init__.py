@@ -43,6 +43,9 @@ _EXPORTS = {
     "tune_cpu_allocator": "convscope.core.allocator",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
+    "train_model": "convscope.train.trainer",
+    "attribution_vs_truth": "convscope.metrics.truth",
+    "filter_structure": "convscope.metrics.filters",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -67,7 +70,10 @@ if TYPE_CHECKING:  # pragma: no cover
         TargetError,
     )
     from convscope.inside.templates import WeightTemplates, weight_templates
+    from convscope.metrics.filters import filter_structure
+    from convscope.metrics.truth import attribution_vs_truth
     from convscope.models import list_models, load_model
+    from convscope.train.trainer import train_model
 
 
 def __getattr__(name: str) -> Any:

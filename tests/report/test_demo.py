@@ -40,6 +40,7 @@ def page() -> Page:
         layer="_blocks.15",
         sanity_methods=SANITY,
         sanity_stages=3,
+        shapes=False,
         progress=False,
     )
 

@@ -92,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--out", "-o", default="convscope-shapes", help="output folder")
     sh.set_defaults(run="convscope.cli.shapes:run")
 
+    tr = sub.add_parser("train", help="train a shapes-world model (shapes-cnn, mlp, ...)")
+    tr.add_argument(
+        "model", help="shapes-cnn, softmax-regression, mlp or multitask (with --strategy)"
+    )
+    tr.add_argument("--strategy", default=None, help="multitask only: accumulate, random or gated")
+    tr.add_argument(
+        "--steps", type=int, default=None, help="training steps (default: the recipe's)"
+    )
+    tr.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and the weights (default 0)"
+    )
+    tr.add_argument(
+        "--batch-size", type=int, default=None, help="examples per batch (default: the recipe's)"
+    )
+    tr.add_argument(
+        "--out", "-o", default="convscope-train", help="folder for checkpoint, weights, log"
+    )
+    tr.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    tr.set_defaults(run="convscope.cli.train:run")
+
     la = sub.add_parser("layers", help="list a model's layers with output shapes")
     la.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     la.add_argument("--input-size", type=int, default=None, help="input height/width (default 224)")

@@ -73,6 +73,24 @@ def _efficientnet_lite0():
     )
 
 
+def _shapes(name: str) -> Callable[[], Any]:
+    def make():
+        from convscope.models.shapes import shapes_bundle
+
+        return shapes_bundle(name)
+
+    return make
+
+
+# The shapes-world models convscope trains itself (weights shipped; `convscope train` remakes them)
+for _name, _desc in (
+    ("shapes-cnn", "shapes world 64x64 RGB -> 10 shapes; 11x11 first-layer kernels (own training)"),
+    ("softmax-regression", "shapes world 28x28 gray -> 10 shapes; one linear layer (lecture 004)"),
+    ("mlp", "shapes world 28x28 gray -> 300 hidden ReLU units -> 10 shapes (lecture 004)"),
+):
+    register_model(_name, _desc)(_shapes(_name))
+
+
 def _torchvision(arch: str):
     from convscope.core.bundle import ModelBundle, Preprocess
 

@@ -82,6 +82,7 @@ def build_demo(
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_stages: int | Sequence[str] = 6,
+    shapes: bool = True,
     progress: bool = True,
 ) -> Page:
     """A :class:`Page` with three sections.
@@ -107,6 +108,8 @@ def build_demo(
         sanity_methods: the methods checked.
         sanity_stages: the checkpoints of the top-down cascade: a number ``k`` (``k`` convolutional
             or linear layers evenly spread from the top layer down to the first) or layer names.
+        shapes: add the "Shapes world" section (the models convscope trained, from their shipped
+            weights and measurements; :mod:`convscope.report.shapes_section`).
         progress: show progress bars.
     """
     import torch
@@ -197,6 +200,12 @@ def build_demo(
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
+    if shapes:
+        from convscope.report.shapes_section import shapes_section
+
+        mark = time.perf_counter()
+        page.sections.append(shapes_section(page))
+        phases["shapes world"] = time.perf_counter() - mark
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
     page.footer = (
         f"Made by convscope {convscope.__version__} in {time.perf_counter() - start:.1f} s "

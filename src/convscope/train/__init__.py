@@ -1,0 +1,2 @@
+"""C6: the project's own models and their training (``convscope train``): see
+:mod:`convscope.train.trainer` (recipes, strategies, checkpoints)."""
