@@ -122,3 +122,17 @@ def test_fingerprint_detects_changes():
     before = model_fingerprint(model)
     model.eval()
     assert not fingerprints_equal(before, model_fingerprint(model))
+
+
+def test_receptive_field_leaves_model_unchanged():
+    """Success and failure (a model that cannot run on the asked input) both restore the model."""
+    model = TinyCNN()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    convscope.receptive_fields(model, "all", 16)
+    convscope.receptive_field(model, "act@1", 16).box(2, 3)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    with pytest.raises(convscope.ConvscopeError, match="does not run"):
+        convscope.receptive_field(model, "conv2", 16, channels=4)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls
