@@ -124,15 +124,43 @@ def test_fingerprint_detects_changes():
     assert not fingerprints_equal(before, model_fingerprint(model))
 
 
-def test_receptive_field_leaves_model_unchanged():
-    """Success and failure (a model that cannot run on the asked input) both restore the model."""
-    model = TinyCNN()
+# -- inside the network (convscope.inside): every entry point, on success and on failure ---------
+
+
+def _mlp_image_model():
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * 16 * 16, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)
+    )
+
+
+INSIDE_CALLS = {
+    "weight_templates": (
+        _mlp_image_model,
+        lambda m: convscope.weight_templates(m, "first", (3, 16, 16), hidden_to_output=True),
+        lambda m: convscope.weight_templates(m, "3", (3, 16, 16)),  # reads 6 features, no image
+    ),
+    "receptive_field": (
+        TinyCNN,
+        lambda m: [
+            convscope.receptive_fields(m, "all", 16),
+            convscope.receptive_field(m, "act@1", 16).box(2, 3),
+        ],
+        lambda m: convscope.receptive_field(m, "conv2", 16, channels=4),  # cannot run
+    ),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(INSIDE_CALLS))
+def test_inside_entry_points_leave_model_unchanged(entry):
+    factory, ok, bad = INSIDE_CALLS[entry]
+    model = factory()
     calls = _prepare(model)
     before = model_fingerprint(model)
-    convscope.receptive_fields(model, "all", 16)
-    convscope.receptive_field(model, "act@1", 16).box(2, 3)
-    assert fingerprints_equal(before, model_fingerprint(model))
-    with pytest.raises(convscope.ConvscopeError, match="does not run"):
-        convscope.receptive_field(model, "conv2", 16, channels=4)
+    ok(model)
     assert fingerprints_equal(before, model_fingerprint(model))
     assert model.training and calls
+    with pytest.raises(convscope.ConvscopeError):
+        bad(model)
+    assert fingerprints_equal(before, model_fingerprint(model))

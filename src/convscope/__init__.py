@@ -44,6 +44,8 @@ _EXPORTS = {
     "receptive_field": "convscope.inside.receptive_field",
     "receptive_fields": "convscope.inside.receptive_field",
     "ReceptiveField": "convscope.inside.receptive_field",
+    "weight_templates": "convscope.inside.templates",
+    "WeightTemplates": "convscope.inside.templates",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
         receptive_field,
         receptive_fields,
     )
+    from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
 
 
