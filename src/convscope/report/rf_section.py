@@ -34,15 +34,26 @@ def bundle_size(bundle: Any) -> tuple[int, int]:
 
 
 def receptive_field_card(
-    page: Any, bundle: Any, x: torch.Tensor, pixels: torch.Tensor, name: str, photo: int = 0
+    page: Any,
+    bundle: Any,
+    x: torch.Tensor,
+    name: str,
+    photo: int = 0,
+    pixels: torch.Tensor | None = None,
 ) -> Card:
-    """A wide card: photo ``photo`` of ``x`` with the centre unit's box at three depths, and each
-    unit's effective receptive field averaged over all of ``x``, its box outlined."""
+    """A wide card: photo ``photo`` of ``x`` (drawn from ``pixels``, default the bundle's
+    denormalized ``x``) with the centre unit's box at three depths, and each unit's effective
+    receptive field averaged over all of ``x``, its box outlined."""
     import convscope
     from convscope.viz.receptive_field import BOX_COLOURS, draw_boxes, erf_picture
     from convscope.viz.render import png_bytes
 
     size = tuple(x.shape[-2:])
+    if pixels is None:
+        pixels = bundle.pixels_of(x[photo : photo + 1])
+        photo = 0
+    if pixels is None:
+        raise ValueError("the model's inputs cannot be drawn as images: pass pixels")
     layers = _layers(bundle)
     rfs = convscope.receptive_fields(bundle, list(layers), size)
     boxes, labels, rows, figures = [], [], [], []
@@ -89,14 +100,12 @@ def receptive_field_card(
     )
 
 
-def receptive_field_section(
-    page: Any, bundle: Any, x: torch.Tensor, pixels: torch.Tensor, name: str
-) -> Any:
+def receptive_field_section(page: Any, bundle: Any, x: torch.Tensor, name: str) -> Any:
     """The card in a section of its own (until the 'Inside the network' section holds it)."""
     section = Section(
         "Receptive fields",
         "Each unit of a feature map sees a box of the input that grows with depth; how strongly "
         "each pixel of that box moves the unit is another matter.",
     )
-    section.cards.append(receptive_field_card(page, bundle, x, pixels, name))
+    section.cards.append(receptive_field_card(page, bundle, x, name))
     return section
