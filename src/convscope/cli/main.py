@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
 
         tune_cpu_allocator()  # this process is ours: reuse large blocks (core/allocator.py)
     try:
-        return int(getattr(importlib.import_module(module), func)(args) or 0)
+        code = int(getattr(importlib.import_module(module), func)(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except KeyboardInterrupt:
         print("convscope: interrupted", file=sys.stderr)
         return 130
@@ -125,6 +129,19 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{type(e).__name__}: {e} (run with --debug for the traceback)"
         print(f"convscope: error: {' '.join(msg.split())}", file=sys.stderr)
         return 2 if isinstance(e, ConvscopeError) else 1
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``convscope layers | head -3``): stop quietly, as a Unix tool
+    killed by SIGPIPE does (status 128 + 13). stdout is pointed at /dev/null so that the
+    interpreter's last flush does not complain either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
