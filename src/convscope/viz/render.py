@@ -17,6 +17,7 @@ from PIL import Image
 
 __all__ = [
     "colorize",
+    "colormap_names",
     "display_peak",
     "figure_image",
     "normalize_maps",
@@ -58,6 +59,13 @@ def display_peak(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
     raise ValueError(f"display_peak takes 'max' or 'p99', not {mode!r}")
 
 
+def colormap_names() -> list[str]:
+    """The colormap names :func:`colorize` takes (matplotlib's)."""
+    import matplotlib
+
+    return list(matplotlib.colormaps)
+
+
 @lru_cache(maxsize=16)
 def _lut(cmap: str) -> torch.Tensor:
     import matplotlib
@@ -65,7 +73,11 @@ def _lut(cmap: str) -> torch.Tensor:
     try:
         cm = matplotlib.colormaps[cmap]
     except KeyError:
-        raise ValueError(f"unknown colormap {cmap!r}") from None
+        from convscope.errors import ConvscopeError, did_you_mean
+
+        raise ConvscopeError(
+            f"unknown colormap {cmap!r}{did_you_mean(cmap, matplotlib.colormaps)}"
+        ) from None
     rgb = cm(np.linspace(0.0, 1.0, 256))[:, :3]
     return torch.from_numpy((rgb * 255).round().astype(np.uint8))
 
