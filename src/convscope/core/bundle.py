@@ -37,12 +37,13 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     scale: float = 1 / 255
 
-    def geometry(self, image: Image.Image) -> Image.Image:
-        """The resized and cropped RGB image the model sees (before normalization)."""
+    def geometry(self, image: Image.Image, resample: int = Image.BILINEAR) -> Image.Image:
+        """The resized and cropped RGB image the model sees (before normalization); masks and
+        labels go through the same geometry with ``resample=Image.NEAREST``."""
         w, h = image.size
         s = self.resize / min(w, h)
         nw, nh = max(self.crop, round(w * s)), max(self.crop, round(h * s))
-        image = image.resize((nw, nh), Image.BILINEAR)
+        image = image.resize((nw, nh), resample)
         left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
         return image.crop((left, top, left + self.crop, top + self.crop))
 
