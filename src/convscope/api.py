@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from convscope.core.layers import LayerRef, auto_layer, resolve_layer
 from convscope.core.registry import get_method
 from convscope.core.result import Explanation
 from convscope.core.targets import TargetSpec, resolve_targets
-from convscope.errors import ConvscopeError, ImageError, LayerError, MethodError
+from convscope.errors import ConvscopeError, ImageError, LayerError, MethodError, ModelError
 
 __all__ = ["compare", "explain", "prepare_inputs"]
 
@@ -41,11 +42,15 @@ def prepare_inputs(
         if x.shape[0] == 0:
             raise ImageError("no images given (empty batch)")
         x = x.detach().to(bundle.device)
+        if x.is_inference():  # made under torch.inference_mode(): a normal copy for autograd
+            with torch.inference_mode(False):
+                x = x.clone()
         return x, bundle.pixels_of(x), [f"image{i}" for i in range(x.shape[0])]
     pils = load_images(images)
     items = images if isinstance(images, list | tuple) else [images]
     labels = _unique([image_label(src, i) for i, src in enumerate(items)])
-    x, pixels = bundle.prepare(pils)
+    with torch.inference_mode(False):  # model inputs autograd can use, whatever the mode
+        x, pixels = bundle.prepare(pils)
     return x, pixels, labels
 
 
@@ -112,6 +117,31 @@ def split_batch_size(
     return own.pop("batch_size", batch_size), own
 
 
+def outside_inference_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with ``torch.inference_mode`` off (it forbids the gradients most methods need;
+    the caller's mode is back on when ``fn`` returns). Inference tensors among the inputs are
+    copied by :func:`prepare_inputs`; a model whose parameters were made in inference mode is a
+    clear error, not autograd's."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_inference_mode_enabled():
+            return fn(*args, **kwargs)
+        with torch.inference_mode(False):
+            try:
+                return fn(*args, **kwargs)
+            except RuntimeError as e:
+                if "inference tensor" not in str(e).lower():
+                    raise
+                raise ModelError(
+                    "the model's parameters or buffers were made inside torch.inference_mode(), "
+                    "so no gradient can flow through them; load or copy the model outside it"
+                ) from None
+
+    return run
+
+
+@outside_inference_mode
 def explain(
     model: Any,
     images: Any,
