@@ -63,13 +63,13 @@ def parse_methods(text: str) -> tuple[list[str], bool]:
 
 def check_cmap(name: str) -> None:
     """A matplotlib colormap name, checked before any work (exit 2, with suggestions)."""
-    from convscope.viz.render import colormap_names
+    from convscope.viz.render import colormap_names, is_colormap
 
-    names = colormap_names()
-    if name not in names:
+    if not is_colormap(name):
         from convscope.errors import ConvscopeError, did_you_mean
 
-        raise ConvscopeError(f"unknown colormap {name!r} for --cmap{did_you_mean(name, names)}")
+        hint = did_you_mean(name, colormap_names())
+        raise ConvscopeError(f"unknown colormap {name!r} for --cmap{hint}")
 
 
 def run(args: argparse.Namespace) -> int:
