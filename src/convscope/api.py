@@ -13,6 +13,7 @@ from convscope.core.bundle import ModelBundle
 from convscope.core.context import Context
 from convscope.core.guard import preserved
 from convscope.core.layers import LayerRef, auto_layer, resolve_layer
+from convscope.core.recorder import check_hookable
 from convscope.core.registry import get_method
 from convscope.core.result import Explanation
 from convscope.core.targets import TargetSpec, resolve_targets
@@ -202,6 +203,8 @@ def explain(
 
     maps, raws, outputs, indices, scores, extras = [], [], [], [], [], []
     layer_maps: list[list[torch.Tensor] | None] = []
+    if info.needs_layer:
+        check_hookable(bundle.model, info.name)
     with preserved(bundle.model, frozen=True):
         refs = _layers(bundle, layer, x) if info.needs_layer else []
         starts = range(0, n, step)

@@ -112,6 +112,14 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
     """
     example = _example(model, example)
     model = _module(model)
+    from convscope.core.recorder import is_torchscript
+
+    if is_torchscript(model):  # no hooks: names and types only, no shapes
+        return [
+            LayerInfo(n, _type_name(m), None, sum(p.numel() for p in m.parameters()))
+            for n, m in model.named_modules()
+            if n
+        ]
     order, calls = _trace(model, example)
     modules = dict(model.named_modules())
     rows: list[LayerInfo] = []
@@ -129,6 +137,12 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
                 LayerInfo(name, type(m).__name__, None, sum(p.numel() for p in m.parameters()))
             )
     return rows
+
+
+def _type_name(module: nn.Module) -> str:
+    """A module's class name; a TorchScript submodule's original one (``Conv2d``, not
+    ``RecursiveScriptModule``)."""
+    return getattr(module, "original_name", None) or type(module).__name__
 
 
 def auto_layer(model: nn.Module, example: torch.Tensor) -> LayerRef:
