@@ -13,6 +13,7 @@ from convscope.core.bundle import ModelBundle
 from convscope.core.context import Context
 from convscope.core.guard import preserved
 from convscope.core.layers import LayerRef, auto_layer, resolve_layer
+from convscope.core.outputs import selecting
 from convscope.core.recorder import check_hookable
 from convscope.core.registry import get_method
 from convscope.core.result import Explanation
@@ -153,6 +154,7 @@ def explain(
     score: str = "logit",
     batch_size: int | None = None,
     progress: bool = False,
+    output: Any = None,
     **options: Any,
 ) -> Explanation:
     """Explain a model's decision on images with one method.
@@ -173,6 +175,8 @@ def explain(
             ``ablationcam``) take it as their own option and batch the copies of all images;
             for the others it splits the images (default: all images at once).
         progress: show a progress bar (over a multi-pass method's passes, else over batches).
+        output: for a model whose output is not one tensor, the part that holds the logits (an
+            index, a key or a callable; default: the bundle's, see :mod:`convscope.core.outputs`).
         **options: method-specific options (see ``convscope.method_info(name).options``).
 
     Returns:
@@ -180,7 +184,7 @@ def explain(
     """
     from convscope.models import load_model
 
-    bundle = load_model(model)
+    bundle = load_model(model, output=output)
     info = get_method(method)
     accepted = set(info.options)
     unknown = sorted(set(options) - accepted)
@@ -205,7 +209,7 @@ def explain(
     layer_maps: list[list[torch.Tensor] | None] = []
     if info.needs_layer:
         check_hookable(bundle.model, info.name)
-    with preserved(bundle.model, frozen=True):
+    with preserved(bundle.model, frozen=True), selecting(bundle.model, bundle.output) as net:
         refs = _layers(bundle, layer, x) if info.needs_layer else []
         starts = range(0, n, step)
         if progress and len(starts) > 1:
@@ -214,7 +218,7 @@ def explain(
             starts = tqdm(starts, desc=info.name, unit="batch")
         for s in starts:
             part = tgt.subset(s, min(s + step, n))
-            ctx = Context(bundle.model, x[s : s + step], part, refs, progress=progress)
+            ctx = Context(net, x[s : s + step], part, refs, progress=progress)
             out = info.fn(ctx, **options)
             raw, up, per_layer = _to_input_size(out.maps, x.shape[-2:])
             layer_maps.append(per_layer)
@@ -279,6 +283,7 @@ def compare(
     batch_size: int | None = None,
     progress: bool = False,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    output: Any = None,
 ) -> tuple[dict[str, Explanation], dict[str, str]]:
     """Run several methods on the same images, targets and layer(s).
 
@@ -290,7 +295,7 @@ def compare(
     from convscope.core.registry import methods as registered
     from convscope.models import load_model
 
-    bundle = load_model(model)
+    bundle = load_model(model, output=output)
     names = registered() if methods == "all" else [methods] if isinstance(methods, str) else methods
     if not names:
         raise MethodError("no methods given")

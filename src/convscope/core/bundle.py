@@ -73,6 +73,8 @@ class ModelBundle:
         class_names: one name per output class (synonyms separated by ", "), or None.
         default_layer: the layer class-activation methods use when ``layer="auto"``; None means
             "find it" (the last 4-D feature map before global pooling).
+        output: for a model whose output is not one tensor, which part is the logits: an index,
+            a key or attribute name, or a callable (see :mod:`convscope.core.outputs`).
     """
 
     model: nn.Module
@@ -83,6 +85,7 @@ class ModelBundle:
     class_names: list[str] | None = None
     default_layer: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    output: int | str | Callable[[Any], torch.Tensor] | None = None
 
     @property
     def device(self) -> torch.device:

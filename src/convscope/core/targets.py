@@ -183,6 +183,10 @@ class Target:
 
     def scores(self, output: torch.Tensor) -> torch.Tensor:
         """The (N,) scores to explain, differentiable, from the model output."""
+        if not isinstance(output, torch.Tensor):
+            from convscope.core.outputs import not_a_tensor
+
+            raise not_a_tensor(output)
         if self.fn is not None:
             s = self.fn(output)
             if not isinstance(s, torch.Tensor) or s.shape != (output.shape[0],):
