@@ -12,6 +12,14 @@ def parse_target(text: str):
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def parse_output(text: str | None) -> int | str | None:
+    """``--output``: an index (``0``) or a key (``logits``) of the model's output."""
+    if text is None:
+        return None
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def parse_options(items: list[str] | None, methods: list[str]) -> dict[str, dict[str, Any]]:
     """``[METHOD:]KEY=VALUE`` items -> options by method. A value is read as a Python literal
     (``10``, ``0.5``, ``(32, 32)``, ``None``) or else kept as text. Without ``METHOD:`` an option
@@ -104,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConvscopeError(
             f"{len(targets)} --target values for {len(args.images)} images; give one, or one per image"
         )
-    bundle = convscope.load_model(args.model)
+    bundle = convscope.load_model(args.model, output=parse_output(args.output))
     if args.layer != "auto":
         convscope.resolve_layer(bundle.model, args.layer)  # a wrong name fails before any work
     if every or len(methods) > 1:
@@ -142,7 +150,7 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
 
     import convscope
     from convscope.fileio import write_all
-    from convscope.viz.compare import comparison_figure
+    from convscope.viz.compare import comparison_grid
     from convscope.viz.render import png_bytes
 
     results, skipped = convscope.compare(
@@ -162,7 +170,9 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
     first = next(iter(results.values()))
     suffix = "all" if methods == "all" else "compare"
     files = {
-        f"{label}_{suffix}.png": png_bytes(comparison_figure(results, i, cmap=args.cmap))
+        f"{label}_{suffix}.png": png_bytes(
+            comparison_grid(results, i, cmap=args.cmap, skipped=skipped)
+        )
         for i, label in enumerate(first.labels)
     }
     written = write_all(args.out, files)

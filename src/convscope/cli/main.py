@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--cmap", default="jet", help="matplotlib colormap for overlays")
     e.add_argument("--top", type=int, default=5, help="predictions to print per image")
+    _model_output(e)
     _max_pixels(e)
     e.set_defaults(run="convscope.cli.explain:run")
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=28, help="steps for deletion/insertion curves")
     ev.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     ev.add_argument("--out", "-o", default=None, help="folder for metrics.csv and metrics.json")
+    _model_output(ev)
     _max_pixels(ev)
     ev.set_defaults(run="convscope.cli.evaluate:run")
 
@@ -98,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helptext)
         s.set_defaults(run=f"convscope.cli.listing:{name}")
     return p
+
+
+def _model_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--output",
+        default=None,
+        metavar="INDEX|KEY",
+        help="for a model that returns a tuple or dict: which element is the logits (e.g. 0)",
+    )
 
 
 def _max_pixels(p: argparse.ArgumentParser) -> None:
