@@ -104,3 +104,10 @@ def test_cli_writes_pictures_and_refuses_bad_units(tmp_path, capsys):
     assert main(["rf", "--layer", "_blocks.4", "--unit", "x"]) == 2
     assert main(["rf", "--layer", "_blocks.44"]) == 2
     assert "did you mean" in capsys.readouterr().err
+
+
+def test_inside_inference_mode():
+    model = ones_net(1)
+    with torch.inference_mode():
+        erf = convscope.effective_receptive_field(model, tiny_input(1, size=8), "0")
+    assert erf.map.sum() == 27.0
