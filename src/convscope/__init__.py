@@ -41,6 +41,11 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "receptive_field": "convscope.inside.receptive_field",
+    "receptive_fields": "convscope.inside.receptive_field",
+    "ReceptiveField": "convscope.inside.receptive_field",
+    "effective_receptive_field": "convscope.inside.erf",
+    "EffectiveReceptiveField": "convscope.inside.erf",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
     "train_model": "convscope.train.trainer",
@@ -68,6 +73,12 @@ if TYPE_CHECKING:  # pragma: no cover
         MethodError,
         ModelError,
         TargetError,
+    )
+    from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
+    from convscope.inside.receptive_field import (
+        ReceptiveField,
+        receptive_field,
+        receptive_fields,
     )
     from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.metrics.filters import filter_structure
