@@ -41,6 +41,8 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "visualize": "convscope.featurevis.api",
+    "Visualization": "convscope.featurevis.result",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -64,6 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.featurevis.api import visualize
+    from convscope.featurevis.result import Visualization
     from convscope.models import list_models, load_model
 
 
