@@ -41,6 +41,8 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "weight_templates": "convscope.inside.templates",
+    "WeightTemplates": "convscope.inside.templates",
     "visualize": "convscope.featurevis.api",
     "Visualization": "convscope.featurevis.result",
 }
@@ -68,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from convscope.featurevis.api import visualize
     from convscope.featurevis.result import Visualization
+    from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
 
 
