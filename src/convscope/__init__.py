@@ -41,6 +41,11 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "receptive_field": "convscope.inside.receptive_field",
+    "receptive_fields": "convscope.inside.receptive_field",
+    "ReceptiveField": "convscope.inside.receptive_field",
+    "effective_receptive_field": "convscope.inside.erf",
+    "EffectiveReceptiveField": "convscope.inside.erf",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
     "visualize": "convscope.featurevis.api",
@@ -70,6 +75,12 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from convscope.featurevis.api import visualize
     from convscope.featurevis.result import Visualization
+    from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
+    from convscope.inside.receptive_field import (
+        ReceptiveField,
+        receptive_field,
+        receptive_fields,
+    )
     from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
 
