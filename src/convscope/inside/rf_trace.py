@@ -240,8 +240,10 @@ class FieldTracer(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
+        # Fields by tensor id. Tensors are not kept alive (a large model's activations would all
+        # stay in memory): a freed tensor's id may be reused, so every tensor an operator makes
+        # either gets its field or loses any stale one.
         self._fields: dict[int, Field] = {}
-        self._alive: list[torch.Tensor] = []  # ids stay unique while the fields are in use
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -261,12 +263,10 @@ class FieldTracer(TorchDispatchMode):
 
     def clear(self) -> None:
         self._fields.clear()
-        self._alive.clear()
 
     def _set(self, t: Any, f: Field) -> None:
         if isinstance(t, torch.Tensor):
             self._fields[id(t)] = f
-            self._alive.append(t)
 
     # -- dispatch ------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -275,7 +275,15 @@ class FieldTracer(TorchDispatchMode):
         flat, _ = tree_flatten((args, kwargs))
         ins = [t for t in flat if isinstance(t, torch.Tensor) and id(t) in self._fields]
         if not ins:
+            for t in tree_flatten(out)[0]:  # a new tensor that does not depend on the input
+                if isinstance(t, torch.Tensor):
+                    self._fields.pop(id(t), None)
             return out
+        fields = {id(t): self._fields[id(t)] for t in ins}
+        for t in tree_flatten(out)[0]:  # outputs the rule leaves alone must not keep stale fields
+            if isinstance(t, torch.Tensor):
+                self._fields.pop(id(t), None)
+        self._fields.update(fields)  # (an in-place operator returns its input)
         try:
             self._propagate(func, args, kwargs, ins, out)
         except Exception as e:  # a rule that does not fit: keep a superset, say so
