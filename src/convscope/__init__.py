@@ -51,6 +51,8 @@ _EXPORTS = {
     "train_model": "convscope.train.trainer",
     "attribution_vs_truth": "convscope.metrics.truth",
     "filter_structure": "convscope.metrics.filters",
+    "visualize": "convscope.featurevis.api",
+    "Visualization": "convscope.featurevis.result",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -74,6 +76,8 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.featurevis.api import visualize
+    from convscope.featurevis.result import Visualization
     from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
     from convscope.inside.receptive_field import (
         ReceptiveField,
