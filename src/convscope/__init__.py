@@ -41,6 +41,9 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "top_units": "convscope.corpus.mining",
+    "load_top_units": "convscope.corpus.mining",
+    "TopUnits": "convscope.corpus.mining",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -54,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.core.registry import method_info, methods
     from convscope.core.result import Explanation
     from convscope.core.units import Unit, parse_unit
+    from convscope.corpus.mining import TopUnits, load_top_units, top_units
     from convscope.data.images import load_image, load_images
     from convscope.data.samples import samples
     from convscope.errors import (

@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", "-o", default=None, help="folder for metrics.csv and metrics.json")
     ev.set_defaults(run="convscope.cli.evaluate:run")
 
+    mi = sub.add_parser(
+        "mine", help="top-k images and patches of every channel of a layer over a corpus"
+    )
+    from convscope.corpus.mine import add_arguments as add_mine_arguments
+
+    add_mine_arguments(mi, DEFAULT_MODEL)
+    mi.set_defaults(run="convscope.cli.mine:run")
+
     d = sub.add_parser("demo", help="build the demo page from the sample photos")
     d.add_argument("--out", "-o", default="convscope-demo", help="output folder")
     d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
