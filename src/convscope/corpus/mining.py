@@ -347,11 +347,9 @@ def _result(bundle, corpus: Corpus, consumer: _TopKConsumer, info, k: int, reduc
         log.warning(
             "%d corpus image(s) could not be decoded and were skipped", len(info["skipped"])
         )
-    from convscope.corpus.stream import model_fingerprint
-
     meta = {
         "format": FORMAT,
-        "model": {"name": bundle.name, "fingerprint": model_fingerprint(bundle.model)},
+        "model": {"name": bundle.name, "fingerprint": info["key"]["model"]},
         "corpus": corpus.describe(),
         "k": min(k, info["images"]),
         "k_requested": k,

@@ -26,9 +26,11 @@ def boxes_of(
         receptive_field = convscope.receptive_field
     except AttributeError:  # the receptive-field capability is not part of this install
         return None
-    rf = receptive_field(model, layer, input_size=tuple(input_size))
     flat = positions.reshape(-1, 2)
-    boxes = torch.as_tensor(rf.boxes(flat[:, 0], flat[:, 1]), dtype=torch.int64)
+    if flat.numel() == 0:
+        return torch.empty(*positions.shape[:-1], 4, dtype=torch.int64)
+    rf = receptive_field(model, layer, input_size=tuple(input_size))
+    boxes = torch.as_tensor(rf.boxes(flat), dtype=torch.int64)
     return boxes.reshape(*positions.shape[:-1], 4)
 
 
