@@ -48,6 +48,8 @@ _EXPORTS = {
     "neighbours": "convscope.corpus.neighbours",
     "embedding": "convscope.corpus.embedding",
     "embedding_map": "convscope.corpus.embedding",
+    "weight_templates": "convscope.inside.templates",
+    "WeightTemplates": "convscope.inside.templates",
 }
 
 # subpackages reachable as attributes (``convscope.corpus.open(...)``) without importing them first
@@ -78,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
 
 
