@@ -134,6 +134,10 @@ def _corpus_entry_points():
         "top_units_checkpointed": lambda m, c, tmp: convscope.top_units(
             m, c, "conv3", k=2, batch_size=2, checkpoint_dir=tmp, checkpoint_every=1
         ),
+        "features": lambda m, c, tmp: convscope.features(m, c, "conv3", cache_dir=tmp),
+        "neighbours": lambda m, c, tmp: convscope.neighbours(
+            m, [c / "0.png"], c, "conv3", k=2, cache_dir=tmp
+        ),
     }
 
 
