@@ -29,7 +29,9 @@ def mine_cmd(corpus, out, model, *extra):
 
 
 def env():
-    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    """This checkout's code (src/) and its tests package, whatever convscope is installed."""
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
 
 
 def same(a, b):
