@@ -148,3 +148,23 @@ def test_a_rank_that_dies_is_one_clear_error(folder, tmp_path):
     assert "--resume" in last and "torchrun.log" in last
     assert not (out / "topk.json").exists()
     assert (out / "mine-checkpoint-rank0.pt").exists()  # kept for --resume
+
+
+def test_two_ranks_fill_one_feature_cache_like_one_process(folder, tmp_path):
+    import numpy as np
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(ROOT / "tests/corpus/dist_features.py"), str(folder), str(tmp_path / "two")]
+    done = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    torch.set_num_threads(1)
+    try:
+        two = convscope.features(tiny_bundle(), folder, "conv3", cache_dir=tmp_path / "two")
+        one = convscope.features(
+            tiny_bundle(), folder, "conv3", cache_dir=tmp_path / "one", batch_size=2
+        )
+    finally:
+        torch.set_num_threads(2)
+    assert two.meta["images"] == 32 and two.meta["key"] == one.meta["key"]
+    assert np.array_equal(np.asarray(two.array), np.asarray(one.array))
+    assert np.array_equal(np.asarray(two.top1), np.asarray(one.top1))
