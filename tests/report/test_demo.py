@@ -40,6 +40,7 @@ def page() -> Page:
         layer="_blocks.15",
         sanity_methods=SANITY,
         sanity_stages=3,
+        corpus=None,  # the dataset section has its own test (test_corpus_section.py)
         progress=False,
     )
 
@@ -167,7 +168,11 @@ def test_sanity_section_shows_the_cascade_with_spearman_under_each_map(page):
 
 def test_no_sanity_section_without_its_photo():
     page = build_demo(
-        samples=["coffee"], methods=["gradcam"], sanity_sample="chelsea", progress=False
+        samples=["coffee"],
+        methods=["gradcam"],
+        sanity_sample="chelsea",
+        corpus=None,
+        progress=False,
     )
     assert [s.title for s in page.sections][-1] == "Every method side by side"
 

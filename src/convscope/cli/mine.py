@@ -34,7 +34,7 @@ def _rank_argv(args: argparse.Namespace) -> list[str]:
         str(args.workers),
     ]
     # (no --nproc: each rank reads WORLD_SIZE, and torchrun would take --nproc for its own option)
-    argv += ["--checkpoint-every", str(args.checkpoint_every)]
+    argv += ["--checkpoint-every", str(args.checkpoint_every), "--cards", str(args.cards)]
     if args.resume:
         argv.append("--resume")
     if args.no_progress or not sys.stderr.isatty():

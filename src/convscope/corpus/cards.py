@@ -117,6 +117,6 @@ def activation_maps(
     )[:, 0]
     up = (up / up.amax().clamp_min(1e-12)).clamp(0, 1).cpu()
     return [
-        to_pil(overlay(torch.from_numpy(np.ascontiguousarray(p)), m, cmap=cmap, alpha=alpha))
+        to_pil(overlay(torch.from_numpy(np.array(p)), m, cmap=cmap, alpha=alpha))
         for p, m in zip(pixels, up)
     ]

@@ -5,8 +5,9 @@ Methods, all seeded and deterministic for a given seed:
 
 - ``"pca"``: the first two principal components, ``Y = (X - mean) V[:, :2]`` with V from the SVD
   of the centered X (signs fixed: each component's largest loading is positive).
-- ``"tsne"``: openTSNE's FFT-accelerated t-SNE (van der Maaten & Hinton 2008; Linderman et al.
-  2019), PCA initialization, perplexity ``min(30, (n - 1) / 3)``. openTSNE rather than
+- ``"tsne"``: openTSNE's t-SNE (van der Maaten & Hinton 2008; FFT-accelerated gradients of
+  Linderman et al. 2019 from 2000 points, Barnes-Hut below), PCA initialization, perplexity
+  ``min(30, (n - 1) / 3)``. openTSNE rather than
   scikit-learn's TSNE: it is several times faster on thousands of points and supports adding
   points to an existing map.
 - ``"umap"``: umap-learn (McInnes et al. 2018), an optional extra (``pip install
@@ -101,6 +102,8 @@ def _tsne(x: np.ndarray, seed: int, options: dict[str, Any]) -> np.ndarray:
         "random_state": seed,
         "n_jobs": 1,
         "verbose": False,
+        # Barnes-Hut is the faster gradient below a few thousand points, FFT above
+        "negative_gradient_method": "bh" if x.shape[0] < 2000 else "fft",
     }
     opts.update(options)
     return np.asarray(TSNE(**opts).fit(x))

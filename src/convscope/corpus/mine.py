@@ -59,6 +59,14 @@ def add_arguments(p: argparse.ArgumentParser, default_model: str = "efficientnet
         "--checkpoint-every", type=int, default=50, help="batches between checkpoints (default 50)"
     )
     p.add_argument("--nproc", type=int, default=1, help="processes (launches torchrun when > 1)")
+    p.add_argument(
+        "--cards",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also draw the top-k patch cards of the first N channels of each layer "
+        "(OUT/cards/LAYER.png)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -135,9 +143,10 @@ def run_job(args: argparse.Namespace) -> int:
                 f"{i}\t{label}\t{reason}"
                 for (i, reason), label in zip(result.meta["skipped"], result.meta["skipped_labels"])
             ]
-            write_all(
-                out, {"mine.log": ("\n".join(["index\tfile\treason", *lines]) + "\n").encode()}
-            )
+            files = {"mine.log": ("\n".join(["index\tfile\treason", *lines]) + "\n").encode()}
+            if args.cards > 0:
+                files.update(_cards(result, corpus, bundle, args.cards))
+            write_all(out, files)
             if not os.environ.get("CONVSCOPE_LAUNCHED"):
                 print_summary(out)
         if world > 1:
@@ -150,6 +159,20 @@ def run_job(args: argparse.Namespace) -> int:
 
             dist.destroy_process_group()
     return 0
+
+
+def _cards(result: Any, corpus: Any, bundle: Any, n: int) -> dict[str, bytes]:
+    from convscope.corpus.cards import layer_cards
+    from convscope.viz.render import png_bytes
+
+    files = {}
+    for name, lt in result.layers.items():
+        if lt.boxes is None:
+            continue
+        grid = layer_cards(lt, corpus, bundle, range(min(n, lt.values.shape[0])))
+        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+        files[f"cards/{safe}.png"] = png_bytes(grid)
+    return files
 
 
 def print_summary(out: Path) -> None:
@@ -168,6 +191,9 @@ def print_summary(out: Path) -> None:
             f"skipped {n_skip} image(s) that could not be decoded (listed in {Path(out) / 'mine.log'})"
         )
     print(f"wrote {Path(out) / 'topk.safetensors'} and {Path(out) / 'topk.json'}")
+    cards = sorted((Path(out) / "cards").glob("*.png"))
+    if cards:
+        print(f"cards: {', '.join(str(c) for c in cards)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from convscope.corpus.sources import Corpus
 from convscope.report.page import Card, Figure, Page, Section
 
 __all__ = ["CORPUS_LAYERS", "DEMO_CORPUS", "corpus_section"]
 
 #: The demo's corpus: the first crops of the seeded built-in set (see convscope.corpus.SampleCrops).
-DEMO_CORPUS = "samples-crops:128"
+DEMO_CORPUS = "samples-crops:96"
 #: Per model: the three depths mined for the cards, and the feature layer (last hidden layer).
 CORPUS_LAYERS: dict[str, tuple[tuple[str, str, str], str]] = {
     "efficientnet_lite0": (("_blocks.2", "_blocks.7", "_blocks.13"), "_swish@1"),
@@ -65,7 +66,7 @@ def corpus_section(
     from convscope.viz.render import png_bytes
 
     e = html.escape
-    c = convscope.corpus.open(corpus)
+    c = _MemoPixels(convscope.corpus.open(corpus), bundle)
     default_layers, default_feature = _default_layers(bundle)
     layers = list(layers or default_layers)
     feature_layer = feature_layer or default_feature
@@ -183,6 +184,37 @@ def corpus_section(
     spent = ", ".join(f"{e(k)} {v:.1f} s" for k, v in timings.items())
     section.body_html = f"<p class='note'>This section took {total:.1f} s ({spent}).</p>"
     return section
+
+
+class _MemoPixels(Corpus):
+    """The corpus, with each image as the model sees it decoded once for all figures."""
+
+    def __init__(self, corpus: Corpus, bundle: Any) -> None:
+        self.inner, self.kind, self._memo = corpus, corpus.kind, {}
+        self._bundle = bundle
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def load(self, index: int) -> Any:
+        return self.inner.load(index)
+
+    def label(self, index: int) -> str:
+        return self.inner.label(index)
+
+    def _identity(self) -> list[Any]:
+        return self.inner._identity()
+
+    def pixels(self, index: int, bundle: Any) -> np.ndarray:
+        if bundle is not self._bundle:
+            return self.inner.pixels(index, bundle)
+        if index not in self._memo:
+            self._memo[index] = self.inner.pixels(index, bundle)
+        return self._memo[index]
 
 
 def _safe(name: str) -> str:

@@ -82,6 +82,7 @@ def build_demo(
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_stages: int | Sequence[str] = 6,
+    corpus: str | None = "samples-crops:96",
     progress: bool = True,
 ) -> Page:
     """A :class:`Page` with three sections.
@@ -107,6 +108,8 @@ def build_demo(
         sanity_methods: the methods checked.
         sanity_stages: the checkpoints of the top-down cascade: a number ``k`` (``k`` convolutional
             or linear layers evenly spread from the top layer down to the first) or layer names.
+        corpus: the corpus of the "What the dataset says" section
+            (:mod:`convscope.report.corpus_section`); None leaves the section out.
         progress: show progress bars.
     """
     import torch
@@ -197,6 +200,12 @@ def build_demo(
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
+    if corpus is not None:
+        from convscope.report.corpus_section import corpus_section
+
+        mark = time.perf_counter()
+        page.sections.append(corpus_section(page, bundle, corpus=corpus, progress=progress))
+        phases["dataset"] = time.perf_counter() - mark
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
     page.footer = (
         f"Made by convscope {convscope.__version__} in {time.perf_counter() - start:.1f} s "
