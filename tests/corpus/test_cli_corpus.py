@@ -130,3 +130,18 @@ def test_neighbours_and_embed_commands(folder, tmp_path, capsys):
     assert code == 0 and "embedded 32 images" in capsys.readouterr().out
     im = Image.open(tmp_path / "map.png")
     assert im.width == 6 * (16 + 6)  # ceil(sqrt(32)) = 6 columns of framed thumbnails
+
+
+def test_a_failed_rank_is_summarized_in_one_line():
+    from convscope.corpus.launch import summarize_failure
+
+    own = "noise\nconvscope: error (rank 1): checkpoint x is from another run (layers: ...)\nmore\n"
+    assert summarize_failure(own, 2, 1) == (
+        "rank 1 of 2 failed: checkpoint x is from another run (layers: ...)"
+    )
+    root = (
+        "Root Cause (first observed failure):\n[0]:\n  time      : 2026-12-04\n"
+        "  rank      : 0 (local_rank: 0)\n  exitcode  : 1 (pid: 12)\n"
+    )
+    assert summarize_failure(root, 2, 1).startswith("rank 0 of 2 exited with code 1;")
+    assert summarize_failure("", 2, 3) == "torchrun failed with exit code 3: no output"

@@ -20,7 +20,7 @@ from convscope.corpus.patches import crop
 from convscope.corpus.sources import Corpus
 from convscope.errors import ConvscopeError
 
-__all__ = ["activation_maps", "layer_cards", "unit_card", "unit_patches"]
+__all__ = ["activation_maps", "guided_patches", "layer_cards", "unit_card", "unit_patches"]
 
 
 def _layer(top: TopUnits | LayerTopK, layer: str | None) -> LayerTopK:
@@ -47,6 +47,37 @@ def unit_patches(
     ]
 
 
+def guided_patches(
+    top: TopUnits | LayerTopK, channel: int, corpus: Corpus, bundle: Any, layer: str | None = None
+) -> list[np.ndarray]:
+    """Guided backpropagation (Springenberg et al. 2015, Fig. 3) of the unit's neuron at each
+    hit's position, cropped to the same box as the patch: the RGB reconstruction shown as
+    ``0.5 + 0.5 * g / max|g|`` over the crop (grey is zero)."""
+    import convscope
+
+    lt = _layer(top, layer)
+    if lt.boxes is None:
+        raise ConvscopeError(f"the result has no receptive-field boxes for {lt.layer}")
+    indices = lt.image_indices[channel].tolist()
+    items = [corpus.load(i) for i in indices]
+    x = (
+        torch.stack(items).to(bundle.device)
+        if all(isinstance(t, torch.Tensor) for t in items)
+        else bundle.prepare(items)[0]
+    )
+    targets = [lt.neuron(channel, r) for r in range(len(indices))]
+    res = convscope.explain(bundle, x, method="guided_backprop", target=targets)
+    out = []
+    for r, g in enumerate(res.attributions.detach().float().cpu()):
+        top_, left, bottom, right = lt.boxes[channel, r].tolist()
+        crop_ = g[:, top_:bottom, left:right]
+        scale = crop_.abs().amax().clamp_min(1e-12)
+        rgb = (0.5 + 0.5 * crop_ / scale).clamp(0, 1)
+        rgb = rgb[:3] if rgb.shape[0] >= 3 else rgb[:1].expand(3, -1, -1)
+        out.append((rgb * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    return out
+
+
 def unit_card(
     top: TopUnits | LayerTopK,
     channel: int,
@@ -55,13 +86,18 @@ def unit_card(
     *,
     layer: str | None = None,
     size: int = 64,
+    guided: bool = False,
 ) -> Image.Image:
-    """A card of the unit's k patches with their activations (Zeiler & Fergus, Fig. 2)."""
+    """A card of the unit's k patches with their activations (Zeiler & Fergus, Fig. 2); with
+    ``guided``, the guided backpropagation of each hit beside its patch."""
     from convscope.viz.corpus import unit_card as render_card
 
     lt = _layer(top, layer)
     patches = unit_patches(lt, channel, corpus, bundle)
-    return render_card(patches, lt.values[channel].tolist(), lt.unit(channel), size=size)
+    beside = guided_patches(lt, channel, corpus, bundle) if guided else None
+    return render_card(
+        patches, lt.values[channel].tolist(), lt.unit(channel), beside=beside, size=size
+    )
 
 
 def layer_cards(
@@ -73,13 +109,14 @@ def layer_cards(
     layer: str | None = None,
     size: int = 48,
     per_row: int = 4,
+    guided: bool = False,
 ) -> Image.Image:
     """A grid of unit cards for ``channels`` (default: every channel) of one layer."""
     from convscope.viz.corpus import layer_grid
 
     lt = _layer(top, layer)
     chosen = range(lt.values.shape[0]) if channels is None else channels
-    cards = [unit_card(lt, c, corpus, bundle, size=size) for c in chosen]
+    cards = [unit_card(lt, c, corpus, bundle, size=size, guided=guided) for c in chosen]
     return layer_grid(cards, per_row=per_row)
 
 
