@@ -131,8 +131,9 @@ def activation_maps(
     cmap: str = "jet",
 ) -> list[Image.Image]:
     """The unit's top images (as the model saw them) with its activation map overlaid: the map
-    is upsampled bilinearly to the input size and divided by its maximum over the k images (one
-    scale for the card, negative values shown as 0)."""
+    is upsampled bilinearly to the input size and divided by the map's maximum over the k images
+    (one scale for the card: the best activation is the top of the colour map; negative values
+    are shown as 0)."""
     from convscope.core.guard import preserved
     from convscope.core.recorder import Recorder
     from convscope.viz.render import overlay, to_pil
@@ -152,7 +153,7 @@ def activation_maps(
     up = torch.nn.functional.interpolate(
         maps[:, None], size=(h, w), mode="bilinear", align_corners=False
     )[:, 0]
-    up = (up / up.amax().clamp_min(1e-12)).clamp(0, 1).cpu()
+    up = (up / maps.amax().clamp_min(1e-12)).clamp(0, 1).cpu()
     return [
         to_pil(overlay(torch.from_numpy(np.array(p)), m, cmap=cmap, alpha=alpha))
         for p, m in zip(pixels, up)
