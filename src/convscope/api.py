@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -12,10 +13,25 @@ from convscope.core.bundle import ModelBundle
 from convscope.core.context import Context
 from convscope.core.guard import preserved
 from convscope.core.layers import LayerRef, auto_layer, resolve_layer
+from convscope.core.outputs import selecting
+from convscope.core.recorder import check_hookable
 from convscope.core.registry import get_method
 from convscope.core.result import Explanation
 from convscope.core.targets import TargetSpec, resolve_targets
-from convscope.errors import ConvscopeError, ImageError, LayerError, MethodError
+from convscope.core.unit_target import (
+    UnitScore,
+    as_unit_target,
+    check_unit_method,
+    layer_runs_before,
+)
+from convscope.errors import (
+    ConvscopeError,
+    ImageError,
+    LayerError,
+    MethodError,
+    ModelError,
+    TargetError,
+)
 
 __all__ = ["compare", "explain", "prepare_inputs"]
 
@@ -41,11 +57,15 @@ def prepare_inputs(
         if x.shape[0] == 0:
             raise ImageError("no images given (empty batch)")
         x = x.detach().to(bundle.device)
+        if x.is_inference():  # made under torch.inference_mode(): a normal copy for autograd
+            with torch.inference_mode(False):
+                x = x.clone()
         return x, bundle.pixels_of(x), [f"image{i}" for i in range(x.shape[0])]
     pils = load_images(images)
     items = images if isinstance(images, list | tuple) else [images]
     labels = _unique([image_label(src, i) for i, src in enumerate(items)])
-    x, pixels = bundle.prepare(pils)
+    with torch.inference_mode(False):  # model inputs autograd can use, whatever the mode
+        x, pixels = bundle.prepare(pils)
     return x, pixels, labels
 
 
@@ -112,6 +132,31 @@ def split_batch_size(
     return own.pop("batch_size", batch_size), own
 
 
+def outside_inference_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with ``torch.inference_mode`` off (it forbids the gradients most methods need;
+    the caller's mode is back on when ``fn`` returns). Inference tensors among the inputs are
+    copied by :func:`prepare_inputs`; a model whose parameters were made in inference mode is a
+    clear error, not autograd's."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_inference_mode_enabled():
+            return fn(*args, **kwargs)
+        with torch.inference_mode(False):
+            try:
+                return fn(*args, **kwargs)
+            except RuntimeError as e:
+                if "inference tensor" not in str(e).lower():
+                    raise
+                raise ModelError(
+                    "the model's parameters or buffers were made inside torch.inference_mode(), "
+                    "so no gradient can flow through them; load or copy the model outside it"
+                ) from None
+
+    return run
+
+
+@outside_inference_mode
 def explain(
     model: Any,
     images: Any,
@@ -122,6 +167,7 @@ def explain(
     score: str = "logit",
     batch_size: int | None = None,
     progress: bool = False,
+    output: Any = None,
     **options: Any,
 ) -> Explanation:
     """Explain a model's decision on images with one method.
@@ -142,6 +188,8 @@ def explain(
             ``ablationcam``) take it as their own option and batch the copies of all images;
             for the others it splits the images (default: all images at once).
         progress: show a progress bar (over a multi-pass method's passes, else over batches).
+        output: for a model whose output is not one tensor, the part that holds the logits (an
+            index, a key or a callable; default: the bundle's, see :mod:`convscope.core.outputs`).
         **options: method-specific options (see ``convscope.method_info(name).options``).
 
     Returns:
@@ -149,7 +197,7 @@ def explain(
     """
     from convscope.models import load_model
 
-    bundle = load_model(model)
+    bundle = load_model(model, output=output)
     info = get_method(method)
     accepted = set(info.options)
     unknown = sorted(set(options) - accepted)
@@ -162,7 +210,17 @@ def explain(
         raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}")
     x, pixels, labels = prepare_inputs(bundle, images)
     n = x.shape[0]
-    tgt = resolve_targets(target, n, bundle.class_names, score=score)
+    unit = as_unit_target(target, bundle.model)
+    run_model = bundle.model
+    if unit is None:
+        tgt = resolve_targets(target, n, bundle.class_names, score=score)
+    else:  # a unit of a layer: the model seen through it has one output, the unit's value
+        check_unit_method(info.name)
+        check_hookable(bundle.model, "a unit target")
+        if score != "logit":
+            raise TargetError(f"a unit's value has no softmax: score={score!r} needs a class")
+        tgt = resolve_targets(0, n, None)
+        run_model = UnitScore(bundle.model, *unit)
     step = n
     if "batch_size" in accepted:  # a multi-pass method batches its copies itself
         if batch_size is not None:
@@ -172,8 +230,17 @@ def explain(
 
     maps, raws, outputs, indices, scores, extras = [], [], [], [], [], []
     layer_maps: list[list[torch.Tensor] | None] = []
-    with preserved(bundle.model, frozen=True):
+    if info.needs_layer:
+        check_hookable(bundle.model, info.name)
+    with preserved(bundle.model, frozen=True), selecting(bundle.model, bundle.output) as net:
         refs = _layers(bundle, layer, x) if info.needs_layer else []
+        if unit is not None:
+            for ref in refs:
+                if not layer_runs_before(bundle.model, x, ref, unit[1]):
+                    raise LayerError(
+                        f"layer {ref.spec} runs after the unit's layer {unit[1].spec}: "
+                        f"{info.name} of unit {unit[0].spec} needs a layer at or before it"
+                    )
         starts = range(0, n, step)
         if progress and len(starts) > 1:
             from tqdm.auto import tqdm
@@ -181,7 +248,9 @@ def explain(
             starts = tqdm(starts, desc=info.name, unit="batch")
         for s in starts:
             part = tgt.subset(s, min(s + step, n))
-            ctx = Context(bundle.model, x[s : s + step], part, refs, progress=progress)
+            ctx = Context(
+                net if unit is None else run_model, x[s : s + step], part, refs, progress=progress
+            )
             out = info.fn(ctx, **options)
             raw, up, per_layer = _to_input_size(out.maps, x.shape[-2:])
             layer_maps.append(per_layer)
@@ -195,6 +264,8 @@ def explain(
     output = None if any(o is None for o in outputs) else torch.cat(outputs)
     idx = None if any(i is None for i in indices) else torch.cat(indices).tolist()
     names = [bundle.class_name(i) for i in idx] if idx is not None else ["custom target"] * n
+    if unit is not None:  # the output was the unit's value, not the model's classes
+        output, idx, names = None, None, [unit[0].spec] * n
     return Explanation(
         maps=torch.cat(maps),
         raw_maps=torch.cat(raws),
@@ -212,6 +283,7 @@ def explain(
             "model": bundle.name,
             "family": info.family,
             "score": score,
+            "unit": None if unit is None else unit[0].spec,
             "options": dict(options),
             # several layers: each layer's raw (N, h, w) map, in the order of `layer`
             "layer_maps": None if layer_maps[0] is None else _join(layer_maps),
@@ -246,6 +318,7 @@ def compare(
     batch_size: int | None = None,
     progress: bool = False,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    output: Any = None,
 ) -> tuple[dict[str, Explanation], dict[str, str]]:
     """Run several methods on the same images, targets and layer(s).
 
@@ -257,7 +330,7 @@ def compare(
     from convscope.core.registry import methods as registered
     from convscope.models import load_model
 
-    bundle = load_model(model)
+    bundle = load_model(model, output=output)
     names = registered() if methods == "all" else [methods] if isinstance(methods, str) else methods
     if not names:
         raise MethodError("no methods given")
