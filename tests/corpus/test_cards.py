@@ -74,3 +74,27 @@ def test_activation_maps_share_one_scale_and_peak_on_the_best_image(mined):
     ref = ((up / maps.amax()).clamp(0, 1) * 255).round()
     got = torch.tensor(np.stack([np.asarray(im)[..., 0] for im in ims])).float()
     assert (got - ref).abs().max() <= 1  # grey level = the map on one scale for the card
+
+
+def test_guided_backprop_beside_each_patch_is_the_neurons_own_cropped(mined):
+    bundle, c, top = mined
+    from convscope.corpus.cards import guided_patches
+
+    lt = top["conv3"]
+    got = guided_patches(top, 5, c, bundle, layer="conv3")
+    assert [g.shape[:2] for g in got] == [
+        p.shape[:2] for p in unit_patches(top, 5, c, bundle, layer="conv3")
+    ]
+    # reference: guided backprop of the same neuron through convscope.explain, one image at a time
+    for r in (0, 3):
+        i = int(lt.image_indices[5, r])
+        x, _ = bundle.prepare([c.load(i)])
+        g = convscope.explain(
+            bundle, x, method="guided_backprop", target=lt.neuron(5, r)
+        ).attributions[0]
+        t, left, b, right = lt.boxes[5, r].tolist()
+        crop = g[:, t:b, left:right]
+        ref = ((0.5 + 0.5 * crop / crop.abs().amax()).clamp(0, 1) * 255).round().permute(1, 2, 0)
+        assert np.abs(got[r].astype(int) - ref.numpy().astype(int)).max() <= 1
+    card = unit_card(top, 5, c, bundle, layer="conv3", size=32, guided=True)
+    assert card.width == 3 * (2 * 32 + 2 + 3) + 3  # a pair of images per hit

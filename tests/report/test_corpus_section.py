@@ -29,7 +29,13 @@ def test_section_says_what_it_used_and_has_its_figures():
     titles = [c.title for c in s.cards]
     assert titles[0] == "conv1: top-4 patches of 2 of its 8 units"
     assert titles[1] == "conv3: top-4 patches of 2 of its 16 units"
-    assert titles[2].startswith("Where unit conv3:") and len(s.cards[2].figures) == 4
+    assert (
+        titles[2].startswith("Unit conv3:")
+        and "guided backpropagation" in s.cards[2].figures[0].caption
+    )
+    guided = Image.open(io.BytesIO(page.assets["img/corpus_guided.png"]))
+    assert guided.width == 3 * (2 * 64 + 2 + 3) + 3  # 3 hits per row, each a patch and its gradient
+    assert titles[3].startswith("Where unit conv3:") and len(s.cards[3].figures) == 4
     assert "3 x 3-pixel patch" in s.cards[0].body_html  # conv1's receptive field
     nb = Image.open(io.BytesIO(page.assets["img/corpus_neighbours.png"]))
     assert nb.height > 2 * 80 and nb.width > 7 * 80  # 2 queries, each with 6 neighbours

@@ -65,10 +65,13 @@ def guided_patches(
         if all(isinstance(t, torch.Tensor) for t in items)
         else bundle.prepare(items)[0]
     )
-    targets = [lt.neuron(channel, r) for r in range(len(indices))]
-    res = convscope.explain(bundle, x, method="guided_backprop", target=targets)
     out = []
-    for r, g in enumerate(res.attributions.detach().float().cpu()):
+    for r in range(len(indices)):
+        # one neuron (its own position) per image: one call each
+        res = convscope.explain(
+            bundle, x[r : r + 1], method="guided_backprop", target=lt.neuron(channel, r)
+        )
+        g = res.attributions[0].detach().float().cpu()
         top_, left, bottom, right = lt.boxes[channel, r].tolist()
         crop_ = g[:, top_:bottom, left:right]
         scale = crop_.abs().amax().clamp_min(1e-12)

@@ -30,6 +30,7 @@ import torch
 
 from convscope.core.guard import preserved
 from convscope.core.layers import LayerRef, resolve_layer
+from convscope.core.outputs import select
 from convscope.core.recorder import Recorder
 from convscope.corpus.sources import Batch, Corpus, batches
 from convscope.errors import ConvscopeError
@@ -108,6 +109,7 @@ def stream(
     if checkpoint_every < 1:
         raise ConvscopeError(f"checkpoint_every must be at least 1, not {checkpoint_every}")
     model = bundle.model
+    selector = getattr(bundle, "output", None)
     refs = [resolve_layer(model, layer) for layer in layers]
     rank, world = rank_and_world()
     n = len(corpus)
@@ -157,7 +159,7 @@ def stream(
                 skipped.extend(batch.skipped)
                 if batch.x is not None:
                     rec.clear()
-                    out = model(batch.x)
+                    out = select(model(batch.x), selector)  # the logits part, if named
                     acts = [rec.activation(r) for r in refs]
                     input_size = tuple(int(s) for s in batch.x.shape[-2:])
                     for c in consumers:

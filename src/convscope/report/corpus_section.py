@@ -1,5 +1,6 @@
 """The demo page's "What the dataset says" section: top-9 patch cards of a few units at three
-depths (Zeiler & Fergus 2014), the nearest neighbours of sample photos in the last hidden layer
+depths (Zeiler & Fergus 2014), guided backpropagation beside the patches of one unit
+(Springenberg et al. 2015), the nearest neighbours of sample photos in the last hidden layer
 (lecture 002), and a t-SNE map of the corpus coloured by predicted class (Karpathy's cnnembed).
 
 Everything comes from one streaming pass over a small built-in corpus (:func:`convscope.corpus.
@@ -58,7 +59,7 @@ def corpus_section(
 ) -> Section:
     """The section, with its figures added to ``page`` as assets."""
     import convscope
-    from convscope.corpus.cards import activation_maps, layer_cards
+    from convscope.corpus.cards import activation_maps, layer_cards, unit_card
     from convscope.corpus.embedding import embedding, embedding_map
     from convscope.corpus.neighbours import knn, query_features
     from convscope.corpus.survey import survey
@@ -113,6 +114,27 @@ def corpus_section(
         section.cards.append(card)
     deepest = s.top[layers[-1]]
     best = int(deepest.values[:, 0].argmax())
+    if deepest.boxes is not None:
+        guided = unit_card(deepest, best, c, bundle, size=64, guided=True)
+        src = page.add_asset("corpus_guided.png", png_bytes(guided))
+        section.cards.append(
+            Card(
+                f"Unit {deepest.unit(best)}: its patches and what in them excites it",
+                [
+                    Figure(
+                        src,
+                        "each patch, then the guided backpropagation of the unit at that "
+                        "position cropped to the same box",
+                        width="100%",
+                        link=True,
+                    )
+                ],
+                body_html="<p class='note'>Springenberg et al. 2015 (lecture 003): the gradient "
+                "of one neuron through rectifiers that pass only positive gradients of positive "
+                "inputs; grey is zero.</p>",
+                wide=True,
+            )
+        )
     overlays = activation_maps(deepest, best, c, bundle)
     strip = [
         Figure(page.add_asset(f"corpus_map_{i}.png", png_bytes(im)), f"{v:.2f}", width="96px")
