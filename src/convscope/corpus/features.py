@@ -256,14 +256,14 @@ def features(
         "resumed_at_batch": info["resumed_at"],
         "layer_shape": list(layer_shape[1:]),
     }
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-    if rank == 0:
+    if rank == 0:  # every rank's rows are in the file (stream gathered after the pass)
         from convscope.fileio import write_all
 
         write_all(cache, {meta_path.name: json.dumps(meta, indent=1).encode()})
+    if world > 1:  # the others read the metadata only once it is written
+        import torch.distributed as dist
+
+        dist.barrier()
     remove_checkpoint(info)
     del array, top1, writer
     return _open_cached(meta_path, array_path, top1_path)
