@@ -55,6 +55,8 @@ _EXPORTS = {
     "EffectiveReceptiveField": "convscope.inside.erf",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
+    "visualize": "convscope.featurevis.api",
+    "Visualization": "convscope.featurevis.result",
 }
 
 # subpackages reachable as attributes (``convscope.corpus.open(...)``) without importing them first
@@ -85,6 +87,8 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.featurevis.api import visualize
+    from convscope.featurevis.result import Visualization
     from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
     from convscope.inside.receptive_field import (
         ReceptiveField,
