@@ -40,7 +40,7 @@ def same(a, b):
             assert torch.equal(getattr(a[name], key), getattr(b[name], key)), (name, key)
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
     end = time.monotonic() + timeout
     while not path.exists():
         assert proc.poll() is None, proc.communicate()
@@ -68,7 +68,7 @@ def test_sigkilled_run_resumed_by_the_same_command_is_bit_identical(folder, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "topk.json").exists()
-    done = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "mined the top 4" in done.stdout
     resumed = convscope.load_top_units(out)
@@ -137,11 +137,11 @@ def test_a_rank_that_dies_is_one_clear_error(folder, tmp_path):
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    wait_for(out / "mine-checkpoint-rank1.pt", proc, timeout=120)
+    wait_for(out / "mine-checkpoint-rank1.pt", proc)
     pid = _rank_pid(proc.pid, "1")
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 2
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("convscope: error: rank 1 of 2 was killed by SIGKILL")
@@ -155,7 +155,7 @@ def test_two_ranks_fill_one_feature_cache_like_one_process(folder, tmp_path):
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd += [str(ROOT / "tests/corpus/dist_features.py"), str(folder), str(tmp_path / "two")]
-    done = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=180)
+    done = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     torch.set_num_threads(1)
     try:
