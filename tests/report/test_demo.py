@@ -41,6 +41,7 @@ def page() -> Page:
         sanity_methods=SANITY,
         sanity_stages=3,
         shapes=False,
+        corpus=None,  # the dataset section has its own test (test_corpus_section.py)
         featurevis=FEATUREVIS,
         progress=False,
     )
@@ -184,6 +185,7 @@ def test_no_sanity_section_without_its_photo():
         methods=["gradcam"],
         sanity_sample="chelsea",
         shapes=False,
+        corpus=None,
         featurevis=False,
         progress=False,
     )
