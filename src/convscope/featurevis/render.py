@@ -197,9 +197,7 @@ def render(
 
             bar = tqdm(iterator, desc="visualize", unit="step", total=steps)
             iterator = bar
-        # objectives that read no class output stop the forward pass at their deepest layer
-        stop = bool(refs) and not any(o.needs_output() for o in objectives)
-        rec = Recorder(model, list(refs.values()), stop=stop) if refs else None
+        rec = Recorder(model, list(refs.values())) if refs else None
         if rec is not None:
             rec.__enter__()
         try:
@@ -208,8 +206,7 @@ def render(
                 view = image if table is None else tf.apply(image, table[step])
                 if rec is not None:
                     rec.clear()
-                x = pixels.to_input(view)
-                out = rec.forward(x) if rec is not None else model(x)
+                out = model(pixels.to_input(view))
                 acts = {name: rec.activation(ref) for name, ref in refs.items()} if rec else {}
                 values = _evaluate(bound, image, pixels.center, out, acts, copies)
                 total = values
@@ -251,8 +248,8 @@ def render(
             image = param.image().detach()
             x = pixels.to_input(image)
             if refs:
-                with Recorder(model, list(refs.values()), stop=stop) as final:
-                    out = final.forward(x)
+                with Recorder(model, list(refs.values())) as final:
+                    out = model(x)
                     acts = {name: final.activation(ref) for name, ref in refs.items()}
             else:
                 out, acts = model(x), {}

@@ -25,9 +25,7 @@ class Visualization:
         trace: (steps, N) each image's objective at each step (on the transformed view the step
             optimized; without penalties).
         values: (N,) each image's objective on the final, untransformed image.
-        output: (N, classes) the model output on the final images; None when it is not a
-            tensor, or when the objectives read no class output (the forward passes then stop at
-            the deepest layer they read).
+        output: (N, classes) the model output on the final images (None if not a tensor).
         objectives: the objective of each image (its name).
         copy: which copy of its objective each image is (0 .. copies - 1).
         options: every option the run used (the preset's and the caller's), with ``preset``,
