@@ -136,6 +136,11 @@ def _mlp_image_model():
 
 
 INSIDE_CALLS = {
+    "filters": (
+        TinyCNN,
+        lambda m: convscope.filters(m, input_shape=(3, 16, 16)).order("similarity").grid(),
+        lambda m: convscope.filters(m, "act"),  # no weights
+    ),
     "weight_templates": (
         _mlp_image_model,
         lambda m: convscope.weight_templates(m, "first", (3, 16, 16), hidden_to_output=True),

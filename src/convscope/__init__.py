@@ -41,6 +41,8 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "filters": "convscope.inside.filters",
+    "Filters": "convscope.inside.filters",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
 }
@@ -66,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.inside.filters import Filters, filters
     from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
 
