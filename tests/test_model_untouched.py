@@ -136,6 +136,11 @@ def _mlp_image_model():
 
 
 INSIDE_CALLS = {
+    "activations": (
+        TinyCNN,
+        lambda m: convscope.activations(m, tiny_input(2)).strip(1),
+        lambda m: convscope.activations(m, tiny_input(2), ["conv1", "fc"]),  # fc is not 4-D
+    ),
     "filters": (
         TinyCNN,
         lambda m: convscope.filters(m, input_shape=(3, 16, 16)).order("similarity").grid(),

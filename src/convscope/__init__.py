@@ -41,6 +41,8 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "activations": "convscope.inside.activations",
+    "Activations": "convscope.inside.activations",
     "filters": "convscope.inside.filters",
     "Filters": "convscope.inside.filters",
     "weight_templates": "convscope.inside.templates",
@@ -68,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.inside.activations import Activations, activations
     from convscope.inside.filters import Filters, filters
     from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
