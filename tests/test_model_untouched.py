@@ -136,6 +136,11 @@ def _mlp_image_model():
 
 
 INSIDE_CALLS = {
+    "layer_stats": (
+        TinyCNN,
+        lambda m: convscope.layer_stats(m, tiny_input(3), batch_size=2).chart(),
+        lambda m: convscope.layer_stats(m, tiny_input(3), ["conv1", "fc"]),  # fc is not 4-D
+    ),
     "activations": (
         TinyCNN,
         lambda m: convscope.activations(m, tiny_input(2)).strip(1),

@@ -45,6 +45,8 @@ _EXPORTS = {
     "Activations": "convscope.inside.activations",
     "filters": "convscope.inside.filters",
     "Filters": "convscope.inside.filters",
+    "layer_stats": "convscope.inside.stats",
+    "LayerStats": "convscope.inside.stats",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
 }
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from convscope.inside.activations import Activations, activations
     from convscope.inside.filters import Filters, filters
+    from convscope.inside.stats import LayerStats, layer_stats
     from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
 

@@ -1,0 +1,371 @@
+"""Per-layer statistics: how large, how many and how sparse the activations are, layer by layer.
+
+The lecture notes (000, 001) describe a CNN as an "information distillation pipeline": early
+activations are large but not as numerous, later ones smaller, more numerous and increasingly
+sparse. :func:`layer_stats` measures it on a model and images. For each layer's output ``a`` of
+shape (N, C, h, w), over all N images:
+
+- ``count``: activations per image, ``C * h * w``;
+- ``mean`` and ``max`` of ``a``;
+- ``zero``: the fraction of activations exactly 0 (the sparsity a rectifier creates);
+- ``nonpositive``: the fraction ``<= 0``; for a layer with negative values (not rectified: a
+  convolution, a BatchNorm, a linear bottleneck) this, not ``zero``, says how much a following
+  rectifier would silence; ``rectified`` says whether the layer had no negative value;
+- ``dead``: the fraction of channels never active (never ``> 0``) on these images;
+- ``active_per_position``: the mean number of channels ``> 0`` at a position, over images and
+  positions: ``#{a > 0} / (N * h * w)``.
+
+Everything is computed in one batched forward pass per batch, inside the recorder's hook
+(:class:`~convscope.core.recorder.Recorder` with ``reduce``): nothing is cloned or kept, so any
+number of images streams through in constant memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from convscope.core.guard import preserved
+from convscope.core.layers import resolve_layer
+from convscope.core.recorder import Recorder
+from convscope.errors import ConvscopeError, LayerError
+from convscope.inside.tracing import Call, trace_calls
+
+__all__ = ["LayerStat", "LayerStats", "layer_stats", "stat_layers"]
+
+COLUMNS = (
+    "layer",
+    "type",
+    "shape",
+    "count",
+    "mean",
+    "max",
+    "zero",
+    "nonpositive",
+    "rectified",
+    "dead",
+    "active_per_position",
+)
+
+# Modules that only move values around (padding, identity, dropout in eval mode): not layers
+# whose statistics say anything about the network.
+_PASSIVE = (
+    nn.Identity,
+    nn.modules.padding._ConstantPadNd,
+    nn.modules.padding._ReflectionPadNd,
+    nn.modules.padding._ReplicationPadNd,
+    nn.ZeroPad2d,
+    nn.modules.dropout._DropoutNd,
+)
+
+
+def _passive(module: nn.Module) -> bool:
+    # some packages define their own Identity (EfficientNet-Lite's static padding)
+    return isinstance(module, _PASSIVE) or type(module).__name__ == "Identity"
+
+
+@dataclass(frozen=True)
+class LayerStat:
+    """One layer's row (see the module docstring for each field)."""
+
+    layer: str
+    type: str
+    shape: tuple[int, int, int]
+    count: int
+    mean: float
+    max: float
+    zero: float
+    nonpositive: float
+    rectified: bool
+    dead: float
+    active_per_position: float
+    channels: int
+    images: int
+
+
+class _Accumulator:
+    """Sums over batches for one layer: computed in the hook, a few scalars and a (C,) max."""
+
+    __slots__ = ("shape", "total", "zeros", "positives", "negatives", "numel", "chan_max", "n")
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, int, int] | None = None
+        self.total = 0.0
+        self.zeros = 0
+        self.positives = 0
+        self.negatives = 0
+        self.numel = 0
+        self.chan_max: torch.Tensor | None = None
+        self.n = 0
+
+    def add(self, a: torch.Tensor) -> None:
+        shape = tuple(a.shape[1:])
+        if self.shape is not None and shape != self.shape:
+            raise LayerError(
+                f"a layer's output shape changed between batches: {self.shape} -> {shape}"
+            )
+        self.shape = shape  # type: ignore[assignment]
+        pos = torch.count_nonzero(a > 0)
+        nonzero = torch.count_nonzero(a)
+        total = a.sum(dtype=torch.float64)
+        chan_max = a.amax(dim=(0, 2, 3))
+        numel = a.numel()
+        self.total += float(total)
+        p, nz = int(pos), int(nonzero)
+        self.positives += p
+        self.zeros += numel - nz
+        self.negatives += nz - p
+        self.numel += numel
+        self.n += a.shape[0]
+        chan_max = chan_max.float()
+        self.chan_max = (
+            chan_max if self.chan_max is None else torch.maximum(self.chan_max, chan_max)
+        )
+
+    def row(self, name: str, kind: str) -> LayerStat:
+        assert self.shape is not None and self.chan_max is not None
+        c, h, w = self.shape
+        return LayerStat(
+            layer=name,
+            type=kind,
+            shape=(c, h, w),
+            count=c * h * w,
+            mean=self.total / self.numel,
+            max=float(self.chan_max.max()),
+            zero=self.zeros / self.numel,
+            nonpositive=(self.numel - self.positives) / self.numel,
+            rectified=self.negatives == 0,
+            dead=float((self.chan_max <= 0).float().mean()),
+            active_per_position=self.positives / (self.n * h * w),
+            channels=c,
+            images=self.n,
+        )
+
+
+@dataclass
+class LayerStats:
+    """The rows of :func:`layer_stats`, in forward order."""
+
+    rows: list[LayerStat]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, layer: str | int) -> LayerStat:
+        if isinstance(layer, int):
+            return self.rows[layer]
+        for r in self.rows:
+            if r.layer == layer:
+                return r
+        raise LayerError(f"no statistics for layer {layer!r}")
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per layer, the table's columns (shape as ``"CxHxW"``)."""
+        out = []
+        for r in self.rows:
+            d = asdict(r)
+            d["shape"] = "x".join(str(v) for v in r.shape)
+            out.append({k: d[k] for k in (*COLUMNS, "channels", "images")})
+        return out
+
+    def table(self) -> str:
+        """A fixed-width text table (what ``convscope stats`` prints)."""
+        head = (
+            "layer", "type", "shape", "count", "mean", "max", "zero", "<=0", "rect", "dead",
+            "active/pos",
+        )  # fmt: skip
+        lines = [
+            (
+                r.layer,
+                r.type,
+                "x".join(str(v) for v in r.shape),
+                f"{r.count:,}",
+                f"{r.mean:.3g}",
+                f"{r.max:.3g}",
+                f"{r.zero:.1%}",
+                f"{r.nonpositive:.1%}",
+                "yes" if r.rectified else "no",
+                f"{r.dead:.1%}",
+                f"{r.active_per_position:.1f}",
+            )
+            for r in self.rows
+        ]
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+        right = {3, 4, 5, 6, 7, 9, 10}
+
+        def fmt(cells: Sequence[str]) -> str:
+            return "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths))
+            ).rstrip()
+
+        n = self.rows[0].images if self.rows else 0
+        rule = "-" * len(fmt(head))
+        notes = (
+            f"{len(self.rows)} layers, {n} image(s). zero: fraction exactly 0; <=0: fraction <= 0 "
+            "(the sparsity a rectifier would make; rect: no negative value); dead: channels never "
+            "> 0; active/pos: mean channels > 0 per position."
+        )
+        return "\n".join([fmt(head), rule, *(fmt(line) for line in lines), "", notes])
+
+    def to_csv(self) -> str:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        records = self.records()
+        writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(records)
+        return buf.getvalue()
+
+    def to_json(self) -> str:
+        return json.dumps(self.records(), indent=1)
+
+    def chart(self, title: str | None = None) -> Image.Image:
+        """Activations per image (log scale, left axis) and sparsity (right axis) across depth
+        (:func:`convscope.viz.stats.depth_chart`)."""
+        from convscope.viz.stats import depth_chart
+
+        return depth_chart(self.rows, title=title)
+
+    def save(self, folder: str | os.PathLike, *, title: str | None = None) -> list[str]:
+        """Write ``stats.csv``, ``stats.json`` and ``stats.png`` under ``folder``, all or nothing."""
+        from convscope.fileio import write_all
+        from convscope.viz.render import png_bytes
+
+        files = {
+            "stats.csv": self.to_csv().encode(),
+            "stats.json": self.to_json().encode(),
+            "stats.png": png_bytes(self.chart(title)),
+        }
+        return [str(p) for p in write_all(folder, files)]
+
+
+def stat_layers(model: nn.Module, example: torch.Tensor, which: str = "all") -> list[Call]:
+    """The layers :func:`layer_stats` measures by default, in forward order, from a trace of
+    ``example``: ``"all"``: every call of a module with a 4-D output that is a leaf or holds
+    parameters of its own (convolutions, normalizations, activations, pooling), except modules
+    that only pass values on (identity, padding, dropout); ``"blocks"``: the block-level calls
+    with a 4-D output (top-level modules and the children of top-level containers, such as
+    ``_blocks.3`` or ``layer2``)."""
+    calls = trace_calls(model, example)
+    four_d = [
+        c
+        for c in calls
+        if isinstance(c.shape, tuple)
+        and len(c.shape) == 4
+        and all(isinstance(v, int) for v in c.shape)
+    ]
+    if which == "all":
+        return [
+            c
+            for c in four_d
+            if (c.is_leaf or any(True for _ in c.module.parameters(recurse=False)))
+            and not _passive(c.module)
+        ]
+    if which == "blocks":
+        from convscope.inside.activations import _block_level
+
+        containers = {
+            n for n, m in model.named_children() if isinstance(m, nn.ModuleList | nn.Sequential)
+        }
+        return [c for c in four_d if _block_level(c, containers)]
+    raise ConvscopeError(f"layers is 'all', 'blocks' or a list of names, not {which!r}")
+
+
+def layer_stats(
+    model: Any,
+    images: Any,
+    layers: str | Sequence[str] = "all",
+    *,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> LayerStats:
+    """Statistics of every 4-D layer (or of ``layers``) over ``images``.
+
+    Args:
+        model: a bundle, a registered name or any ``nn.Module`` (:func:`convscope.load_model`).
+        images: paths, ``"sample:NAME"``, PIL images, arrays, or a preprocessed tensor.
+        layers: ``"all"`` (default) or ``"blocks"`` (:func:`stat_layers`), or a list of names
+            (each must output a 4-D map).
+        batch_size: images per forward pass; statistics accumulate over batches, nothing else is
+            kept.
+        progress: a progress bar over the batches.
+
+    Returns:
+        :class:`LayerStats`: ``.rows``, ``.table()``, ``.to_csv()``, ``.to_json()``,
+        ``.chart()``, ``.save(folder)``.
+    """
+    from convscope.api import prepare_inputs
+    from convscope.models import load_model
+
+    bundle = load_model(model)
+    net = bundle.model
+    if batch_size < 1:
+        raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}")
+    x, _, _ = prepare_inputs(bundle, images)
+    if isinstance(layers, str) and layers in ("all", "blocks"):
+        chosen = [(c.spec, c.name, c.call, c.module) for c in stat_layers(net, x[:1], layers)]
+        if not chosen:
+            raise LayerError("the model has no layer with a 4-D (N, C, h, w) output")
+    else:
+        names = [layers] if isinstance(layers, str) else list(layers)
+        if not names:
+            raise LayerError("no layers given")
+        refs = [resolve_layer(net, n) for n in names]
+        chosen = [(r.spec, r.name, r.call, r.module) for r in refs]
+    keys: dict[tuple[str, int | None], str] = {(name, call): spec for spec, name, call, _ in chosen}
+    acc = {spec: _Accumulator() for spec, *_ in chosen}
+    kinds = {spec: type(m).__name__ for spec, _, _, m in chosen}
+
+    def reduce(name: str, k: int, out: Any) -> None:
+        spec = keys.get((name, k))
+        if spec is None:
+            spec = keys.get((name, None))
+            if spec is None or k > 0:  # not asked for, or a module named without @k runs again
+                return None
+        if not isinstance(out, torch.Tensor) or out.ndim != 4:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise LayerError(f"layer {spec!r} outputs shape {shape}, not a 4-D (N, C, h, w) map")
+        acc[spec].add(out.detach())
+        return None
+
+    n = x.shape[0]
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="layer stats", unit="batch")
+    with (
+        preserved(net),
+        torch.no_grad(),
+        Recorder(net, [_ref(net, name, call) for _, name, call, _ in chosen], reduce=reduce) as rec,
+    ):
+        for s in starts:
+            rec.clear()
+            net(x[s : s + batch_size])
+            for spec, name, call, _ in chosen:
+                runs = len(rec.calls.get(name, []))
+                if runs <= (call or 0):
+                    raise LayerError(f"layer {spec!r} did not run in the forward pass")
+                if call is None and runs > 1:
+                    options = ", ".join(f"{name}@{i}" for i in range(runs))
+                    raise LayerError(
+                        f"layer {name!r} runs {runs} times in one forward pass; name one call: "
+                        f"{options}"
+                    )
+    return LayerStats([acc[spec].row(spec, kinds[spec]) for spec, *_ in chosen])
+
+
+def _ref(net: nn.Module, name: str, call: int | None):
+    from convscope.core.layers import LayerRef
+
+    return LayerRef(name, dict(net.named_modules())[name], call)
