@@ -152,6 +152,11 @@ class Activations:
             cols=cols,
         )
 
+    def auto_top(self, layer: str) -> int | None:
+        """How many channels a picture of ``layer`` shows by default: all of at most 64, else
+        the 16 strongest."""
+        return None if self[layer].shape[1] <= 64 else 16
+
     def strip(
         self, image: int | str = 0, *, sort: str | None = "mean", side: int | None = None
     ) -> Image.Image:
@@ -172,20 +177,23 @@ class Activations:
         self,
         folder: str | os.PathLike,
         *,
-        top: int | None = None,
+        top: int | str | None = "auto",
         sort: str | None = "mean",
         scale: str = "layer",
         strip: bool = True,
     ) -> list[str]:
         """Write a grid per image and layer (``<label>_<layer>.png``) and, with ``strip``, a
-        pipeline strip per image (``<label>_pipeline.png``), all or nothing; returns the paths."""
+        pipeline strip per image (``<label>_pipeline.png``), all or nothing; returns the paths.
+        ``top="auto"``: every channel of a layer with at most 64, else the 16 strongest by
+        ``sort``."""
         from convscope.fileio import write_all
         from convscope.viz.render import png_bytes
 
         files = {}
         for i, label in enumerate(self.labels):
             for name in self.layers:
-                img = self.grid(i, name, sort=sort, top=top, scale=scale)
+                k = self.auto_top(name) if top == "auto" else top
+                img = self.grid(i, name, sort=sort, top=k, scale=scale)
                 files[f"{label}_{_safe(name)}.png"] = png_bytes(img)
             if strip:
                 files[f"{label}_pipeline.png"] = png_bytes(self.strip(i, sort=sort))

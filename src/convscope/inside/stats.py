@@ -321,6 +321,7 @@ def layer_stats(
         if not names:
             raise LayerError("no layers given")
         refs = [resolve_layer(net, n) for n in names]
+        _check_layers(refs, trace_calls(net, x[:1]))
         chosen = [(r.spec, r.name, r.call, r.module) for r in refs]
     keys: dict[tuple[str, int | None], str] = {(name, call): spec for spec, name, call, _ in chosen}
     acc = {spec: _Accumulator() for spec, *_ in chosen}
@@ -369,3 +370,23 @@ def _ref(net: nn.Module, name: str, call: int | None):
     from convscope.core.layers import LayerRef
 
     return LayerRef(name, dict(net.named_modules())[name], call)
+
+
+def _check_layers(refs: Sequence[Any], calls: list[Call]) -> None:
+    """Each named layer runs (once, or is named per call) and outputs a 4-D map, checked on a
+    trace of one image before any batch runs."""
+    for ref in refs:
+        runs = [c for c in calls if c.name == ref.name]
+        if not runs or (ref.call is not None and ref.call >= len(runs)):
+            raise LayerError(f"layer {ref.spec!r} does not run in the forward pass")
+        if ref.call is None and len(runs) > 1:
+            options = ", ".join(f"{ref.name}@{i}" for i in range(len(runs)))
+            raise LayerError(
+                f"layer {ref.name!r} runs {len(runs)} times in one forward pass; name one call: "
+                f"{options}"
+            )
+        shape = runs[ref.call or 0].shape
+        if not (isinstance(shape, tuple) and len(shape) == 4):
+            raise LayerError(
+                f"layer {ref.spec!r} outputs shape {shape}, not a 4-D (N, C, h, w) map"
+            )

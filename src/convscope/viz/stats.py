@@ -26,7 +26,7 @@ def depth_chart(rows: Sequence[Any], title: str | None = None) -> Image.Image:
     n = len(rows)
     xs = list(range(n))
     width = min(16.0, max(6.0, 0.11 * n + 3))
-    fig, ax = plt.subplots(figsize=(width, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(width, 4.0), dpi=110, layout="constrained")
     ax.bar(xs, [r.count for r in rows], color="#cbd5e1", width=0.8, label="activations per image")
     ax.set_yscale("log")
     ax.set_ylabel("activations per image (C·h·w)", fontsize=8)
@@ -51,11 +51,9 @@ def depth_chart(rows: Sequence[Any], title: str | None = None) -> Image.Image:
     ax.set_xlim(-0.7, n - 0.3)
     handles = ax.get_legend_handles_labels()
     handles2 = ax2.get_legend_handles_labels()
-    ax2.legend(
+    fig.legend(
         handles[0] + handles2[0], handles[1] + handles2[1], fontsize=7, frameon=False,
-        loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4,
+        loc="outside upper left", ncol=4 if width >= 10 else 2,
+        title=title, title_fontsize=9, alignment="left",
     )  # fmt: skip
-    if title:
-        fig.suptitle(title, fontsize=9, x=0.01, ha="left")
-    fig.tight_layout()
     return figure_image(fig)
