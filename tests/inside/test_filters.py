@@ -178,3 +178,18 @@ def test_save_writes_a_png(tmp_path):
     f = convscope.filters(TinyCNN(), input_shape=(3, 16, 16))
     path = f.save(tmp_path / "filters.png", cell=12)
     assert Image.open(path).size == f.grid(cell=12).size
+
+
+def test_first_stops_the_pass_at_the_first_convolution():
+    class FailsLater(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 3)
+            self.head = nn.Linear(7, 2)
+
+        def forward(self, x):
+            return self.head(self.stem(x))  # wrong shapes: only the stem ever runs
+
+    model = FailsLater()
+    assert convscope.filters(model, input_shape=(3, 8, 8)).layer == "stem"
+    assert not model.stem._forward_hooks

@@ -25,9 +25,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from convscope.core.layers import resolve_layer
-from convscope.errors import ConvscopeError, LayerError, did_you_mean
-from convscope.inside.tracing import example_input, trace_calls
+from convscope.core.guard import preserved
+from convscope.core.layers import LayerRef, resolve_layer
+from convscope.core.recorder import Recorder
+from convscope.errors import ConvscopeError, LayerError, ModelError, did_you_mean
+from convscope.inside.tracing import example_input
 
 __all__ = ["Filters", "filters"]
 
@@ -232,6 +234,36 @@ def _cluster_order(cos: torch.Tensor) -> list[int]:
     return [int(i) for i in leaves_list(tree)]
 
 
+class _Found(Exception):
+    """Raised by the recorder's hook at the first convolution: the pass stops there."""
+
+
+def first_convolution(model: nn.Module, example: torch.Tensor) -> str:
+    """The name of the first 2-D convolution the input meets: a forward pass of ``example`` with
+    every convolution watched by the recorder, stopped as soon as one finishes (so it costs the
+    stem, not the network)."""
+    convs = [LayerRef(n, m, None) for n, m in model.named_modules() if n and is_convolution(m)]
+    if not convs:
+        raise LayerError("the model has no 2-D convolution")
+
+    def stop(name: str, k: int, out: Any) -> None:
+        raise _Found(name)
+
+    try:
+        with preserved(model), torch.no_grad(), Recorder(model, convs, reduce=stop):
+            model(example)
+    except _Found as found:
+        return str(found.args[0])
+    except ConvscopeError:
+        raise
+    except Exception as e:
+        raise ModelError(
+            f"the model does not run on an input of shape {tuple(example.shape)}: "
+            f"{type(e).__name__}: {' '.join(str(e).split())}"
+        ) from None
+    raise LayerError("no 2-D convolution runs in the model's forward pass")
+
+
 def is_convolution(module: nn.Module) -> bool:
     """A 2-D convolution (or transposed convolution): a module with a 4-D weight that
     :class:`torch.nn.modules.conv._ConvNd` defines."""
@@ -273,11 +305,8 @@ def filters(
     bundle = load_model(model)
     net = bundle.model
     if isinstance(layer, str) and layer.strip() == "first":
-        calls = trace_calls(net, example_input(bundle, input_shape))
-        call = next((c for c in calls if is_convolution(c.module)), None)
-        if call is None:
-            raise LayerError("the model has no 2-D convolution in its forward pass")
-        name, module = call.name, call.module
+        name = first_convolution(net, example_input(bundle, input_shape))
+        module = dict(net.named_modules())[name]
     else:
         ref = resolve_layer(net, layer)
         name, module = ref.name, ref.module

@@ -249,36 +249,47 @@ class LayerStats:
         return [str(p) for p in write_all(folder, files)]
 
 
+def _eligible(model: nn.Module, which: str) -> dict[str, nn.Module]:
+    """The modules whose 4-D outputs :func:`layer_stats` measures by default (see
+    :func:`stat_layers`), by name."""
+    modules = {n: m for n, m in model.named_modules() if n}
+    if which == "all":
+        return {
+            n: m
+            for n, m in modules.items()
+            if (
+                next(iter(m.children()), None) is None
+                or any(True for _ in m.parameters(recurse=False))
+            )
+            and not _passive(m)
+        }
+    if which == "blocks":
+        containers = {
+            n for n, m in model.named_children() if isinstance(m, nn.ModuleList | nn.Sequential)
+        }
+        return {
+            n: m for n, m in modules.items() if "." not in n or n.rpartition(".")[0] in containers
+        }
+    raise ConvscopeError(f"layers is 'all', 'blocks' or a list of names, not {which!r}")
+
+
 def stat_layers(model: nn.Module, example: torch.Tensor, which: str = "all") -> list[Call]:
     """The layers :func:`layer_stats` measures by default, in forward order, from a trace of
     ``example``: ``"all"``: every call of a module with a 4-D output that is a leaf or holds
     parameters of its own (convolutions, normalizations, activations, pooling), except modules
     that only pass values on (identity, padding, dropout); ``"blocks"``: the block-level calls
     with a 4-D output (top-level modules and the children of top-level containers, such as
-    ``_blocks.3`` or ``layer2``)."""
-    calls = trace_calls(model, example)
-    four_d = [
+    ``_blocks.3`` or ``layer2``). (:func:`layer_stats` finds the same layers during its own
+    pass, without this trace.)"""
+    eligible = _eligible(model, which)
+    return [
         c
-        for c in calls
-        if isinstance(c.shape, tuple)
+        for c in trace_calls(model, example)
+        if c.name in eligible
+        and isinstance(c.shape, tuple)
         and len(c.shape) == 4
         and all(isinstance(v, int) for v in c.shape)
     ]
-    if which == "all":
-        return [
-            c
-            for c in four_d
-            if (c.is_leaf or any(True for _ in c.module.parameters(recurse=False)))
-            and not _passive(c.module)
-        ]
-    if which == "blocks":
-        from convscope.inside.activations import _block_level
-
-        containers = {
-            n for n, m in model.named_children() if isinstance(m, nn.ModuleList | nn.Sequential)
-        }
-        return [c for c in four_d if _block_level(c, containers)]
-    raise ConvscopeError(f"layers is 'all', 'blocks' or a list of names, not {which!r}")
 
 
 def layer_stats(
@@ -305,6 +316,7 @@ def layer_stats(
         ``.chart()``, ``.save(folder)``.
     """
     from convscope.api import prepare_inputs
+    from convscope.core.layers import LayerRef
     from convscope.models import load_model
 
     bundle = load_model(model)
@@ -312,81 +324,83 @@ def layer_stats(
     if batch_size < 1:
         raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}")
     x, _, _ = prepare_inputs(bundle, images)
+    named: list[LayerRef] | None = None
     if isinstance(layers, str) and layers in ("all", "blocks"):
-        chosen = [(c.spec, c.name, c.call, c.module) for c in stat_layers(net, x[:1], layers)]
-        if not chosen:
-            raise LayerError("the model has no layer with a 4-D (N, C, h, w) output")
+        # every eligible module is watched; the 4-D calls among them are the layers
+        watched = [LayerRef(n, m, None) for n, m in _eligible(net, layers).items()]
     else:
         names = [layers] if isinstance(layers, str) else list(layers)
         if not names:
             raise LayerError("no layers given")
-        refs = [resolve_layer(net, n) for n in names]
-        _check_layers(refs, trace_calls(net, x[:1]))
-        chosen = [(r.spec, r.name, r.call, r.module) for r in refs]
-    keys: dict[tuple[str, int | None], str] = {(name, call): spec for spec, name, call, _ in chosen}
-    acc = {spec: _Accumulator() for spec, *_ in chosen}
-    kinds = {spec: type(m).__name__ for spec, _, _, m in chosen}
+        named = [resolve_layer(net, n) for n in names]
+        watched = named
+    wanted = {(r.name, r.call) for r in named} if named is not None else None
+    acc: dict[tuple[str, int], _Accumulator] = {}
+    shapes: dict[tuple[str, int], Any] = {}
 
     def reduce(name: str, k: int, out: Any) -> None:
-        spec = keys.get((name, k))
-        if spec is None:
-            spec = keys.get((name, None))
-            if spec is None or k > 0:  # not asked for, or a module named without @k runs again
-                return None
-        if not isinstance(out, torch.Tensor) or out.ndim != 4:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise LayerError(f"layer {spec!r} outputs shape {shape}, not a 4-D (N, C, h, w) map")
-        acc[spec].add(out.detach())
+        if wanted is not None and (name, k) not in wanted and (name, None) not in wanted:
+            return None
+        key = (name, k)
+        if isinstance(out, torch.Tensor) and out.ndim == 4:
+            if key not in acc:
+                acc[key] = _Accumulator()
+            acc[key].add(out.detach())
+        elif key not in shapes:
+            shapes[key] = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         return None
 
     n = x.shape[0]
-    starts = range(0, n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="layer stats", unit="batch")
-    with (
-        preserved(net),
-        torch.no_grad(),
-        Recorder(net, [_ref(net, name, call) for _, name, call, _ in chosen], reduce=reduce) as rec,
-    ):
-        for s in starts:
+    runs: dict[str, int] = {}
+    with preserved(net), torch.no_grad(), Recorder(net, watched, reduce=reduce) as rec:
+        bar = None
+        for b, s in enumerate(range(0, n, batch_size)):
             rec.clear()
             net(x[s : s + batch_size])
-            for spec, name, call, _ in chosen:
-                runs = len(rec.calls.get(name, []))
-                if runs <= (call or 0):
-                    raise LayerError(f"layer {spec!r} did not run in the forward pass")
-                if call is None and runs > 1:
-                    options = ", ".join(f"{name}@{i}" for i in range(runs))
-                    raise LayerError(
-                        f"layer {name!r} runs {runs} times in one forward pass; name one call: "
-                        f"{options}"
+            if b == 0:  # the layers are known after one batch: check them before going on
+                runs = {name: len(calls) for name, calls in rec.calls.items()}
+                if named is not None:
+                    _check_named(named, runs, shapes)
+                if progress and n > batch_size:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(
+                        total=-(-n // batch_size), initial=1, desc="layer stats", unit="batch"
                     )
-    return LayerStats([acc[spec].row(spec, kinds[spec]) for spec, *_ in chosen])
+            elif bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+    modules = dict(net.named_modules())
+    if named is not None:
+        keys = [(r.name, r.call or 0) for r in named]
+        specs = [r.spec for r in named]
+    else:
+        keys = list(acc)  # in the order the calls first finished: forward order
+        specs = [name if runs.get(name, 1) == 1 else f"{name}@{k}" for name, k in keys]
+        if not keys:
+            raise LayerError("the model has no layer with a 4-D (N, C, h, w) output")
+    return LayerStats(
+        [acc[key].row(spec, type(modules[key[0]]).__name__) for key, spec in zip(keys, specs)]
+    )
 
 
-def _ref(net: nn.Module, name: str, call: int | None):
-    from convscope.core.layers import LayerRef
-
-    return LayerRef(name, dict(net.named_modules())[name], call)
-
-
-def _check_layers(refs: Sequence[Any], calls: list[Call]) -> None:
-    """Each named layer runs (once, or is named per call) and outputs a 4-D map, checked on a
-    trace of one image before any batch runs."""
-    for ref in refs:
-        runs = [c for c in calls if c.name == ref.name]
-        if not runs or (ref.call is not None and ref.call >= len(runs)):
+def _check_named(
+    named: Sequence[Any], runs: dict[str, int], shapes: dict[tuple[str, int], Any]
+) -> None:
+    """Each named layer ran (once, or is named per call) and output a 4-D map."""
+    for ref in named:
+        count = runs.get(ref.name, 0)
+        if count == 0 or (ref.call is not None and ref.call >= count):
             raise LayerError(f"layer {ref.spec!r} does not run in the forward pass")
-        if ref.call is None and len(runs) > 1:
-            options = ", ".join(f"{ref.name}@{i}" for i in range(len(runs)))
+        if ref.call is None and count > 1:
+            options = ", ".join(f"{ref.name}@{i}" for i in range(count))
             raise LayerError(
-                f"layer {ref.name!r} runs {len(runs)} times in one forward pass; name one call: "
+                f"layer {ref.name!r} runs {count} times in one forward pass; name one call: "
                 f"{options}"
             )
-        shape = runs[ref.call or 0].shape
-        if not (isinstance(shape, tuple) and len(shape) == 4):
+        shape = shapes.get((ref.name, ref.call or 0))
+        if shape is not None:
             raise LayerError(
                 f"layer {ref.spec!r} outputs shape {shape}, not a 4-D (N, C, h, w) map"
             )

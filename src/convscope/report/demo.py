@@ -82,6 +82,7 @@ def build_demo(
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_stages: int | Sequence[str] = 6,
+    inside: bool = True,
     progress: bool = True,
 ) -> Page:
     """A :class:`Page` with three sections.
@@ -107,6 +108,8 @@ def build_demo(
         sanity_methods: the methods checked.
         sanity_stages: the checkpoints of the top-down cascade: a number ``k`` (``k`` convolutional
             or linear layers evenly spread from the top layer down to the first) or layer names.
+        inside: add the "Inside the network" section (first-layer filters, the pipeline strip
+            of the first photo, per-layer statistics; :mod:`convscope.report.inside_section`).
         progress: show progress bars.
     """
     import torch
@@ -197,6 +200,12 @@ def build_demo(
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
+    if inside:
+        from convscope.report.inside_section import inside_section
+
+        mark = time.perf_counter()
+        page.sections.append(inside_section(page, bundle, x, names))
+        phases["inside"] = time.perf_counter() - mark
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
     page.footer = (
         f"Made by convscope {convscope.__version__} in {time.perf_counter() - start:.1f} s "
