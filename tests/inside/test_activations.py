@@ -52,6 +52,13 @@ def test_pipeline_stages_of_tinycnn_and_a_sequential():
     )
     # the stem (last call with conv 0's shape), then the last map at each resolution
     assert pipeline_layers(seq, tiny_input(1)) == ["1", "5"]
+    # activations() finds the same stages during its own pass (no trace), in any batch size
+    for model, stages in ((seq, ["1", "5"]), (TinyCNN(), ["act@0", "relu6"])):
+        a = convscope.activations(model, tiny_input(3), batch_size=2)
+        assert a.layers == stages
+        b = convscope.activations(model, tiny_input(3), stages)
+        for name in stages:
+            torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=1e-4)
 
 
 def test_pipeline_stages_of_lite0(lite0):

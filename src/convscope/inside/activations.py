@@ -213,32 +213,38 @@ def _block_level(call: Call, containers: set[str]) -> bool:
     return parent in containers
 
 
+def _containers(model: nn.Module) -> set[str]:
+    return {n for n, m in model.named_children() if isinstance(m, nn.ModuleList | nn.Sequential)}
+
+
+def _stages(maps: list[Call]) -> list[Call]:
+    """From map calls in forward order: the last with the first one's shape (the stem), then the
+    last at each spatial resolution, in forward order."""
+    stem = [c for c in maps if c.shape == maps[0].shape][-1]
+    last_at: dict[tuple[int, int], Call] = {}
+    for c in maps:
+        last_at[(c.shape[2], c.shape[3])] = c
+    chosen = {id(stem): stem, **{id(c): c for c in last_at.values()}}
+    order = {id(c): k for k, c in enumerate(maps)}
+    return sorted(chosen.values(), key=lambda c: order[id(c)])
+
+
 def pipeline_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     """The stages of the network from the stem to the head, found by tracing ``example``:
 
     among the block-level calls with a 4-D output of more than one position (top-level modules
     and the children of top-level containers, such as ``_blocks.3`` or ``layer2``), the last one
     with the stem's output shape (the stem), then the last one at each spatial resolution, in
-    forward order. A model with fewer than two block-level maps uses every module call."""
+    forward order. A model with fewer than two block-level maps uses every module call.
+    (:func:`activations` finds the same stages during its own pass, without this trace.)"""
     calls = trace_calls(model, example)
-    containers = {
-        n for n, m in model.named_children() if isinstance(m, nn.ModuleList | nn.Sequential)
-    }
-    if isinstance(model, nn.Sequential):
-        containers.add("")
+    containers = _containers(model)
     maps = [c for c in calls if c.is_map and _block_level(c, containers)]
     if len(maps) < 2:
         maps = [c for c in calls if c.is_map]
     if not maps:
         raise LayerError("the model has no layer with a 4-D (N, C, h, w) output")
-    stem_shape = maps[0].shape
-    stem = [c for c in maps if c.shape == stem_shape][-1]
-    last_at: dict[tuple[int, int], Call] = {}
-    for c in maps:
-        last_at[(c.shape[2], c.shape[3])] = c
-    chosen = {id(stem): stem, **{id(c): c for c in last_at.values()}}
-    order = {id(c): k for k, c in enumerate(calls)}
-    return [c.spec for c in sorted(chosen.values(), key=lambda c: order[id(c)])]
+    return [c.spec for c in _stages(maps)]
 
 
 def activations(
@@ -272,7 +278,17 @@ def activations(
         raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}")
     x, pixels, labels = prepare_inputs(bundle, images)
     if layers is None or (isinstance(layers, str) and layers == "pipeline"):
-        names = pipeline_layers(net, x[:1])
+        found = _record_pipeline(net, x, batch_size=batch_size, progress=progress)
+        if found is not None:
+            specs, maps, outputs = found
+            return Activations(
+                maps=dict(zip(specs, maps)),
+                layers=specs,
+                pixels=pixels,
+                labels=labels,
+                output=outputs,
+            )
+        names = pipeline_layers(net, x[:1])  # fewer than two block-level maps: trace them all
     else:
         names = [layers] if isinstance(layers, str) else list(layers)
         if not names:
@@ -323,3 +339,54 @@ def record(
     maps = [p[0] if len(p) == 1 else torch.cat(p) for p in parts]
     output = None if any(o is None for o in outs) else torch.cat(outs)
     return maps, output
+
+
+def _record_pipeline(
+    net: nn.Module, x: torch.Tensor, *, batch_size: int | None, progress: bool
+) -> tuple[list[str], list[torch.Tensor], torch.Tensor | None] | None:
+    """Record every block-level module, pick the stages (:func:`pipeline_layers`) from what the
+    first batch recorded, keep only theirs. None when the model has fewer than two block-level
+    maps (the caller then traces every module)."""
+    containers = _containers(net)
+    cands = [
+        LayerRef(n, m, None)
+        for n, m in net.named_modules()
+        if n and ("." not in n or n.rpartition(".")[0] in containers)
+    ]
+    if not cands:
+        return None
+    n = x.shape[0]
+    step = batch_size or n
+    starts = range(0, n, step)
+    if progress and len(starts) > 1:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="activations", unit="batch")
+    stages: list[Call] | None = None
+    parts: list[list[torch.Tensor]] = []
+    outs = []
+    modules = dict(net.named_modules())
+    with preserved(net), torch.no_grad(), Recorder(net, cands) as rec:
+        for s in starts:
+            rec.clear()
+            out = net(x[s : s + step])
+            outs.append(out if isinstance(out, torch.Tensor) else None)
+            if stages is None:
+                calls = []
+                for name, k in rec.order:
+                    value = rec.calls[name][k]
+                    many = len(rec.calls[name]) > 1
+                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+                    spec = f"{name}@{k}" if many else name
+                    calls.append(Call(spec, name, k if many else None, modules[name], shape))
+                maps = [c for c in calls if c.is_map]
+                if len(maps) < 2:
+                    return None
+                stages = _stages(maps)
+                parts = [[] for _ in stages]
+            for i, c in enumerate(stages):
+                parts[i].append(rec.calls[c.name][c.call or 0].detach())
+    assert stages is not None
+    maps_out = [p[0] if len(p) == 1 else torch.cat(p) for p in parts]
+    output = None if any(o is None for o in outs) else torch.cat(outs)
+    return [c.spec for c in stages], maps_out, output
