@@ -47,6 +47,9 @@ _EXPORTS = {
     "Filters": "convscope.inside.filters",
     "layer_stats": "convscope.inside.stats",
     "LayerStats": "convscope.inside.stats",
+    "receptive_field": "convscope.inside.receptive_field",
+    "receptive_fields": "convscope.inside.receptive_field",
+    "ReceptiveField": "convscope.inside.receptive_field",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
 }
@@ -74,6 +77,11 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from convscope.inside.activations import Activations, activations
     from convscope.inside.filters import Filters, filters
+    from convscope.inside.receptive_field import (
+        ReceptiveField,
+        receptive_field,
+        receptive_fields,
+    )
     from convscope.inside.stats import LayerStats, layer_stats
     from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
