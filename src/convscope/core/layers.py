@@ -44,8 +44,29 @@ class LayerInfo:
     params: int
 
 
+def _module(model: Any) -> nn.Module:
+    """The network of a model or a :class:`~convscope.core.bundle.ModelBundle`."""
+    from convscope.core.bundle import ModelBundle
+
+    return model.model if isinstance(model, ModelBundle) else model
+
+
+def _example(model: Any, example: torch.Tensor | None) -> torch.Tensor:
+    """``example``, or for a bundle without one a zero image at its input size."""
+    if example is not None:
+        return example
+    from convscope.core.bundle import ModelBundle
+
+    if not isinstance(model, ModelBundle):
+        raise LayerError("an example input is needed to trace a plain module's layers")
+    size = getattr(model.preprocess, "crop", None) or model.meta.get("input_size", 224)
+    return torch.zeros(1, 3, size, size, device=model.device)
+
+
 def resolve_layer(model: nn.Module, layer: str | LayerRef | nn.Module) -> LayerRef:
-    """Turn a name (``"a.b"``, ``"a.b@2"``), a module of ``model`` or a LayerRef into a LayerRef."""
+    """Turn a name (``"a.b"``, ``"a.b@2"``), a module of ``model`` or a LayerRef into a LayerRef.
+    ``model`` may be a module or a bundle."""
+    model = _module(model)
     if isinstance(layer, LayerRef):
         return layer
     if isinstance(layer, nn.Module):
@@ -83,11 +104,22 @@ def _trace(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, int
     return rec.order, rec.calls
 
 
-def list_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
+def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[LayerInfo]:
     """Every layer in the order it runs on ``example`` (one row per call), with output shapes.
 
-    Modules that never run are listed last with output shape None.
+    ``model`` is a module or a bundle; for a bundle ``example`` may be left out (a zero image at
+    the bundle's input size). Modules that never run are listed last with output shape None.
     """
+    example = _example(model, example)
+    model = _module(model)
+    from convscope.core.recorder import is_torchscript
+
+    if is_torchscript(model):  # no hooks: names and types only, no shapes
+        return [
+            LayerInfo(n, _type_name(m), None, sum(p.numel() for p in m.parameters()))
+            for n, m in model.named_modules()
+            if n
+        ]
     order, calls = _trace(model, example)
     modules = dict(model.named_modules())
     rows: list[LayerInfo] = []
@@ -107,9 +139,16 @@ def list_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     return rows
 
 
+def _type_name(module: nn.Module) -> str:
+    """A module's class name; a TorchScript submodule's original one (``Conv2d``, not
+    ``RecursiveScriptModule``)."""
+    return getattr(module, "original_name", None) or type(module).__name__
+
+
 def auto_layer(model: nn.Module, example: torch.Tensor) -> LayerRef:
     """The last layer to produce a 4-D (N, C, H, W) output with H*W > 1: the last spatial feature map
-    before global pooling. Raises LayerError if the model has none."""
+    before global pooling (``model``: a module or a bundle). Raises LayerError if there is none."""
+    model = _module(model)
     order, calls = _trace(model, example[:1])
     modules = dict(model.named_modules())
     for name, k in reversed(order):

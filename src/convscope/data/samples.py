@@ -59,6 +59,61 @@ _SAMPLES: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Samples that are one file in the provider's package, read with Pillow like any image file: the
+# provider's own loader would import scikit-image's io (imageio, scipy) or scikit-learn first,
+# 0.3-0.5 s of a command's start (benchmarks/bench_startup.py). tests/data/test_samples.py checks
+# that both give the same pixels.
+_FILES: dict[str, str] = {
+    **{
+        name: f"data/{file}"
+        for name, file in {
+            "astronaut": "astronaut.png",
+            "brick": "brick.png",
+            "camera": "camera.png",
+            "cat": "chelsea.png",
+            "cell": "cell.png",
+            "chelsea": "chelsea.png",
+            "clock": "clock_motion.png",
+            "coffee": "coffee.png",
+            "coins": "coins.png",
+            "colorwheel": "color.png",
+            "grass": "grass.png",
+            "gravel": "gravel.png",
+            "hubble_deep_field": "hubble_deep_field.jpg",
+            "immunohistochemistry": "ihc.png",
+            "logo": "logo.png",
+            "microaneurysms": "microaneurysms.png",
+            "moon": "moon.png",
+            "page": "page.png",
+            "retina": "retina.jpg",
+            "rocket": "rocket.jpg",
+            "text": "text.png",
+        }.items()
+    },
+    "china": "datasets/images/china.jpg",
+    "flower": "datasets/images/flower.jpg",
+}
+
+
+def _package_file(provider: str, rel: str) -> str | None:
+    """The path of ``rel`` inside the installed package ``provider``, found without importing it
+    (None when the package or the file is missing: the provider's loader then says why)."""
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec(provider)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = os.path.join(root, rel)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def samples() -> dict[str, str]:
     """The sample names and their one-line descriptions, in a stable order."""
     return {name: description for name, (_, _, description) in _SAMPLES.items()}
@@ -73,6 +128,9 @@ def load_sample(name: str) -> Image.Image:
             "run `convscope samples` to list them"
         )
     provider, source, _ = _SAMPLES[key]
+    path = _package_file(provider, _FILES[key]) if key in _FILES else None
+    if path is not None:
+        return load_image(path)
     array = _load_sklearn(key, source) if provider == _SKLEARN else _load_skimage(key, source)
     return load_image(array)
 
