@@ -50,8 +50,12 @@ _EXPORTS = {
     "receptive_field": "convscope.inside.receptive_field",
     "receptive_fields": "convscope.inside.receptive_field",
     "ReceptiveField": "convscope.inside.receptive_field",
+    "effective_receptive_field": "convscope.inside.erf",
+    "EffectiveReceptiveField": "convscope.inside.erf",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
+    "visualize": "convscope.featurevis.api",
+    "Visualization": "convscope.featurevis.result",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -75,7 +79,10 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.featurevis.api import visualize
+    from convscope.featurevis.result import Visualization
     from convscope.inside.activations import Activations, activations
+    from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
     from convscope.inside.filters import Filters, filters
     from convscope.inside.receptive_field import (
         ReceptiveField,

@@ -149,11 +149,57 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     st.add_argument("--out", "-o", default=None, help="folder for stats.csv, stats.json, stats.png")
     st.set_defaults(run="convscope.cli.stats:run")
+    v = sub.add_parser(
+        "visualize", help="images that maximize a class, a channel or a neuron (feature vis.)"
+    )
+    v.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    v.add_argument(
+        "--objective",
+        action="append",
+        metavar="OBJ",
+        help="class:NAME|INDEX, prob:NAME, channel:LAYER:K, neuron:LAYER:K[:I:J] (repeatable; "
+        "all run as one batch)",
+    )
+    v.add_argument("--layer", "-l", default=None, help="with --channels: a whole layer's grid")
+    v.add_argument("--channels", default=None, help="channels of --layer, e.g. 0-31 or 3,5,9")
+    v.add_argument(
+        "--preset",
+        default="lucid",
+        choices=["lucid", "simonyan", "yosinski", "fooling", "none"],
+        help="the recipe (default lucid; none: options only)",
+    )
+    v.add_argument("--steps", type=int, default=None, help="optimization steps (default: preset's)")
+    v.add_argument("--size", type=int, default=None, help="image size (default: the model's)")
+    v.add_argument("--batch", type=int, default=None, help="images per objective (default 1)")
+    v.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    v.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option, e.g. -O lr=0.1 -O param=pixels (repeatable)",
+    )
+    v.add_argument("--out", "-o", default="convscope-vis", help="output folder")
+    v.set_defaults(run="convscope.cli.visualize:run")
 
     d = sub.add_parser("demo", help="build the demo page from the sample photos")
     d.add_argument("--out", "-o", default="convscope-demo", help="output folder")
     d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     d.set_defaults(run="convscope.cli.demo:run")
+
+    rf = sub.add_parser(
+        "rf", help="a layer's receptive field: its geometry, a unit's input box, its picture"
+    )
+    rf.add_argument("images", nargs="*", metavar="IMAGE", help="photo(s) to draw on / average")
+    rf.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    rf.add_argument("--layer", "-l", required=True, help="layer name (_blocks.4, _swish@1)")
+    rf.add_argument(
+        "--unit", "-u", default=None, metavar="I,J", help="map position (default centre)"
+    )
+    rf.add_argument("--input-size", default=None, metavar="H[,W]", help="input size (default 224)")
+    rf.add_argument("--erf", action="store_true", help="also the effective receptive field")
+    rf.add_argument("--out", "-o", default=None, help="folder for rf.png (and erf.png)")
+    rf.set_defaults(run="convscope.cli.rf:run")
 
     la = sub.add_parser("layers", help="list a model's layers with output shapes")
     la.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")

@@ -83,6 +83,7 @@ def build_demo(
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_stages: int | Sequence[str] = 6,
     inside: bool = True,
+    featurevis: Mapping[str, Any] | bool = True,
     progress: bool = True,
 ) -> Page:
     """A :class:`Page` with three sections.
@@ -110,6 +111,10 @@ def build_demo(
             or linear layers evenly spread from the top layer down to the first) or layer names.
         inside: add the "Inside the network" section (first-layer filters, the pipeline strip
             of the first photo, per-layer statistics; :mod:`convscope.report.inside_section`).
+        featurevis: the "What excites the network" section (feature visualizations of the
+            photos' top classes, Yosinski's four priors, a fooling image, a channel grid): True for
+            :data:`~convscope.report.featurevis_section.DEMO_FEATUREVIS`, a dict to override its
+            settings, False to leave it out.
         progress: show progress bars.
     """
     import torch
@@ -206,6 +211,14 @@ def build_demo(
         mark = time.perf_counter()
         page.sections.append(inside_section(page, bundle, x, names))
         phases["inside"] = time.perf_counter() - mark
+    if featurevis is not False and first["gradcam"].targets:
+        from convscope.report.featurevis_section import featurevis_section
+
+        own = featurevis if isinstance(featurevis, Mapping) else None
+        fv, phases["feature visualization"] = featurevis_section(
+            page, bundle, first["gradcam"].targets, own, progress
+        )
+        page.sections.append(fv)
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
     page.footer = (
         f"Made by convscope {convscope.__version__} in {time.perf_counter() - start:.1f} s "
