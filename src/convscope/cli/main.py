@@ -82,6 +82,123 @@ def build_parser() -> argparse.ArgumentParser:
     _max_pixels(ev)
     ev.set_defaults(run="convscope.cli.evaluate:run")
 
+    fi = sub.add_parser("filters", help="a convolution's filters as a picture")
+    fi.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    fi.add_argument(
+        "--layer",
+        "-l",
+        default="first",
+        help="a convolution (default: the first one the input meets)",
+    )
+    fi.add_argument(
+        "--mode",
+        choices=("auto", "rgb", "mean", "channels"),
+        default="auto",
+        help="rgb (3 input channels), mean over input channels, or a row per input channel "
+        "(default: rgb for 3 input channels, else mean)",
+    )
+    fi.add_argument(
+        "--order",
+        choices=("index", "similarity", "norm"),
+        default="index",
+        help="filter order: by number, similar filters together (clustering), or largest first",
+    )
+    fi.add_argument(
+        "--scale", choices=("layer", "filter"), default="layer", help="one scale or one per filter"
+    )
+    fi.add_argument("--cell", type=int, default=36, help="pixels per filter side (about)")
+    fi.add_argument(
+        "--similar", type=int, action="append", metavar="I", help="print the filters nearest to I"
+    )
+    fi.add_argument("-k", type=int, default=5, help="how many nearest filters --similar prints")
+    fi.add_argument("--out", "-o", default="convscope-out", help="output folder")
+    fi.set_defaults(run="convscope.cli.filters:run")
+
+    ac = sub.add_parser("activations", help="feature maps of layers on images, as grids")
+    ac.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
+    ac.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    ac.add_argument(
+        "--layer",
+        "-l",
+        default="pipeline",
+        help="comma-separated layers (default pipeline: the stages from stem to head)",
+    )
+    ac.add_argument(
+        "--top",
+        type=int,
+        default=None,
+        help="channels per grid, strongest first (default: all up to 64, else 16)",
+    )
+    ac.add_argument("--sort", choices=("mean", "max", "none"), default="mean", help="channel order")
+    ac.add_argument(
+        "--scale", choices=("layer", "channel"), default="layer", help="one scale or one per map"
+    )
+    ac.add_argument("--no-strip", action="store_true", help="no pipeline strip per image")
+    ac.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
+    ac.add_argument("--out", "-o", default="convscope-out", help="output folder")
+    ac.set_defaults(run="convscope.cli.activations:run")
+
+    st = sub.add_parser("stats", help="per-layer activation statistics over images (a table)")
+    st.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
+    st.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    st.add_argument(
+        "--layers",
+        default="all",
+        help="all (every 4-D layer), blocks (block level) or comma-separated names",
+    )
+    st.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    st.add_argument("--out", "-o", default=None, help="folder for stats.csv, stats.json, stats.png")
+    st.set_defaults(run="convscope.cli.stats:run")
+    mi = sub.add_parser(
+        "mine", help="top-k images and patches of every channel of a layer over a corpus"
+    )
+    from convscope.corpus.mine import add_arguments as add_mine_arguments
+
+    add_mine_arguments(mi, DEFAULT_MODEL)
+    mi.set_defaults(run="convscope.cli.mine:run")
+
+    nb = sub.add_parser("neighbours", help="corpus images nearest to query images (features)")
+    nb.add_argument("queries", nargs="+", metavar="QUERY", help="image files or sample:NAME")
+    nb.add_argument("--corpus", "-c", required=True, help="folder, samples or samples-crops[:N]")
+    nb.add_argument("--layer", "-l", required=True, help="layer whose pooled features are compared")
+    nb.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"model, or MODULE:FACTORY (default {DEFAULT_MODEL})",
+    )
+    nb.add_argument("--k", "-k", type=int, default=8, help="neighbours per query (default 8)")
+    nb.add_argument("--metric", choices=("cosine", "l2"), default="cosine")
+    nb.add_argument("--out", "-o", default=None, help="PNG of the neighbours figure")
+    nb.add_argument(
+        "--cache", default=None, help="feature cache folder (default ~/.cache/convscope)"
+    )
+    nb.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    nb.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding images")
+    nb.set_defaults(run="convscope.cli.neighbours:run")
+
+    em = sub.add_parser("embed", help="a corpus's images at the 2-D embedding of their features")
+    em.add_argument("corpus", help="folder, samples or samples-crops[:N]")
+    em.add_argument("--layer", "-l", required=True, help="layer whose pooled features are embedded")
+    em.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"model, or MODULE:FACTORY (default {DEFAULT_MODEL})",
+    )
+    em.add_argument("--method", choices=("tsne", "umap", "pca"), default="tsne")
+    em.add_argument("--seed", type=int, default=0, help="random seed of the embedding")
+    em.add_argument("--out", "-o", default="embedding.png", help="PNG of the map")
+    em.add_argument("--cell", type=int, default=48, help="thumbnail size in pixels")
+    em.add_argument(
+        "--colour-by-class", action="store_true", help="frame each image by its predicted class"
+    )
+    em.add_argument(
+        "--cache", default=None, help="feature cache folder (default ~/.cache/convscope)"
+    )
+    em.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    em.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding images")
+    em.set_defaults(run="convscope.cli.embed:run")
     v = sub.add_parser(
         "visualize", help="images that maximize a class, a channel or a neuron (feature vis.)"
     )
