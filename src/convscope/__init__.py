@@ -24,7 +24,7 @@ _EXPORTS = {
     "load_model": "convscope.models",
     "list_models": "convscope.models",
     "ModelBundle": "convscope.core.bundle",
-    "Explanation": "convscope.core.result",
+    "Explanation": "convscope.result",
     "list_layers": "convscope.core.layers",
     "resolve_layer": "convscope.core.layers",
     "auto_layer": "convscope.core.layers",
@@ -52,7 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.core.layers import auto_layer, list_layers, resolve_layer
     from convscope.core.recorder import Recorder
     from convscope.core.registry import method_info, methods
-    from convscope.core.result import Explanation
     from convscope.core.units import Unit, parse_unit
     from convscope.data.images import load_image, load_images
     from convscope.data.samples import samples
@@ -65,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
         TargetError,
     )
     from convscope.models import list_models, load_model
+    from convscope.result import Explanation
 
 
 def __getattr__(name: str) -> Any:

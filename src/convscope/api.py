@@ -13,9 +13,9 @@ from convscope.core.context import Context
 from convscope.core.guard import preserved
 from convscope.core.layers import LayerRef, auto_layer, resolve_layer
 from convscope.core.registry import get_method
-from convscope.core.result import Explanation
 from convscope.core.targets import TargetSpec, resolve_targets
 from convscope.errors import ConvscopeError, ImageError, LayerError, MethodError
+from convscope.result import Explanation
 
 __all__ = ["compare", "explain", "prepare_inputs"]
 
@@ -145,7 +145,7 @@ def explain(
         **options: method-specific options (see ``convscope.method_info(name).options``).
 
     Returns:
-        An :class:`~convscope.core.result.Explanation` with raw (N, H, W) maps at input resolution.
+        An :class:`~convscope.result.Explanation` with raw (N, H, W) maps at input resolution.
     """
     from convscope.models import load_model
 

@@ -6,7 +6,7 @@ with a reference written here from the paper (upsample, min-max normalize, mask,
 over channels) on TinyCNN and on EfficientNet-Lite0.
 
 Ablation-CAM: against brute force -- the full model re-run with the channel zeroed, by hand on
-TinyCNN and through ``core.surgery.substitute`` (on a copy) on Lite0 -- and, at Lite0's head
+TinyCNN and through ``core.tail.substitute`` (on a copy) on Lite0 -- and, at Lite0's head
 (global average pooling + linear), against the closed form y - y_k = w_ck mean(A_k).
 """
 
@@ -21,7 +21,7 @@ from torchcam.methods import ScoreCAM
 
 import convscope
 from convscope.core.layers import resolve_layer
-from convscope.core.surgery import substitute
+from convscope.core.tail import substitute
 from convscope.errors import MethodError
 from tests.cam.helpers import (
     LITE0_TARGETS,
@@ -188,7 +188,7 @@ def test_ablationcam_without_a_traced_tail_gives_the_same_maps():
 
 def substitute_scores(model, x, layer, acts, channels, targets):
     """Scores of the full model re-run with each channel of the layer's output zeroed
-    (``core.surgery.substitute`` on a copy): (N, len(channels))."""
+    (``core.tail.substitute`` on a copy): (N, len(channels))."""
     ref = reference_copy(model)
     refl = resolve_layer(ref, layer)
     idx = torch.tensor(targets)[:, None]

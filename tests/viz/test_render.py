@@ -44,7 +44,7 @@ def test_overlay_blends_by_alpha():
 def test_comparison_colour_bar_gives_the_raw_value_shown_as_the_top_colour():
     """Gradient maps are shown clipped at their 99th percentile: the bar's top tick is that
     value, not the maximum; CAM maps are shown divided by their maximum."""
-    from convscope.core.result import Explanation
+    from convscope.result import Explanation
     from convscope.viz.compare import _raw_ticks
 
     maps = torch.arange(100.0).reshape(1, 10, 10)

@@ -38,9 +38,9 @@ from torch import nn
 
 from convscope.core.bundle import ModelBundle, Preprocess
 from convscope.core.guard import preserved
-from convscope.core.result import Explanation
 from convscope.core.targets import TargetSpec, resolve_targets
 from convscope.errors import ConvscopeError
+from convscope.result import Explanation
 
 __all__ = [
     "ConfidenceResult",

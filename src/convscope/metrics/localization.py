@@ -13,7 +13,7 @@
 - **Relevance rank accuracy** (Arras et al. 2022): with :math:`K = |M|`, the fraction of the
   top-K pixels (by the map, ties broken by pixel index) that lie in the mask.
 
-Maps are (N, H, W) (or an :class:`~convscope.core.result.Explanation`); masks are (N, H, W) or
+Maps are (N, H, W) (or an :class:`~convscope.result.Explanation`); masks are (N, H, W) or
 (H, W) (one mask for every image), boolean or 0/1. Everything is torch; nothing runs a model.
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from convscope.core.result import Explanation
 from convscope.errors import ConvscopeError
+from convscope.result import Explanation
 
 __all__ = [
     "PointingResult",

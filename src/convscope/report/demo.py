@@ -20,7 +20,7 @@ __all__ = ["DEMO_LAYERS", "DEMO_OPTIONS", "DEMO_SAMPLES", "build_demo"]
 DEMO_SAMPLES = ("coffee", "chelsea", "astronaut", "rocket", "china", "flower")
 
 # Cheaper options for the multi-pass methods, and what they change (the page shows both). The
-# rows per pass are the device's default (convscope.core.passes.default_rows).
+# rows per pass are the device's default (convscope.core.perturbed_batches.default_rows).
 DEMO_OPTIONS: dict[str, dict[str, Any]] = {
     "smoothgrad": {"n_samples": 10, "seed": 0},
     "integrated_gradients": {"steps": 16},

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from convscope.core.result import Explanation
+from convscope.result import Explanation
 from convscope.viz.render import display_peak, figure_image
 
 __all__ = ["comparison_figure"]
