@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing), installs convscope with its test extras, then runs ruff and the test suite.
+# Creates .venv (if missing), installs convscope with its test extras, then runs ruff, the import
+# layering contracts (.importlinter) and the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -7,4 +8,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest "$@"

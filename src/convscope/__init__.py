@@ -25,9 +25,9 @@ _EXPORTS = {
     "list_models": "convscope.models",
     "ModelBundle": "convscope.core.bundle",
     "Explanation": "convscope.result",
-    "list_layers": "convscope.core.layers",
+    "list_layers": "convscope.core.layer_listing",
     "resolve_layer": "convscope.core.layers",
-    "auto_layer": "convscope.core.layers",
+    "auto_layer": "convscope.core.layer_listing",
     "Recorder": "convscope.core.recorder",
     "Unit": "convscope.core.units",
     "parse_unit": "convscope.core.units",
@@ -49,7 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.api import compare, explain
     from convscope.core.allocator import tune_cpu_allocator
     from convscope.core.bundle import ModelBundle
-    from convscope.core.layers import auto_layer, list_layers, resolve_layer
+    from convscope.core.layer_listing import auto_layer, list_layers
+    from convscope.core.layers import resolve_layer
     from convscope.core.recorder import Recorder
     from convscope.core.registry import method_info, methods
     from convscope.core.units import Unit, parse_unit

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from convscope.core.maps import normalize_maps
+
 __all__ = ["Explanation"]
 
 
@@ -66,10 +68,8 @@ class Explanation:
         return "p99" if self.meta.get("family") == "gradient" else "max"
 
     def normalized(self, mode: str | None = None) -> torch.Tensor:
-        """Maps scaled per image for display (see :func:`convscope.viz.render.normalize_maps`);
+        """Maps scaled per image for display (see :func:`convscope.core.maps.normalize_maps`);
         the default is :attr:`display_norm`."""
-        from convscope.viz.render import normalize_maps
-
         return normalize_maps(self.maps.detach(), mode or self.display_norm)
 
     def top_predictions(self, k: int = 5) -> list[list[tuple[int, str, float]]]:

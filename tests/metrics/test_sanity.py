@@ -14,7 +14,6 @@ from convscope.core.guard import fingerprints_equal, model_fingerprint
 from convscope.errors import ConvscopeError, LayerError
 from convscope.metrics import (
     model_randomization,
-    parametric_layers,
     rankdata,
     spearman,
     ssim,
@@ -55,11 +54,6 @@ def test_ssim_matches_scikit_image():
         ref = structural_similarity(a[i].double().numpy(), b[i].double().numpy(), data_range=1.0)
         assert float(got[i]) == pytest.approx(ref, abs=1e-10)
     assert float(ssim(a, a)[0]) == pytest.approx(1.0)
-
-
-def test_parametric_layers_run_top_down():
-    model = TinyCNN()
-    assert parametric_layers(model, tiny_input(1)) == ["fc", "conv3", "conv2", "conv1"]
 
 
 def test_randomization_of_gradcam_on_tinycnn():

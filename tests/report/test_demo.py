@@ -128,7 +128,7 @@ def test_comparison_table_states_options_layers_times_and_what_was_not_shown(pag
 
 def test_sanity_section_shows_the_cascade_with_spearman_under_each_map(page):
     from convscope.api import prepare_inputs
-    from convscope.metrics.sanity import parametric_layers
+    from convscope.core.layer_listing import parametric_layers
 
     s = section(page, "Sanity check")
     assert [c.title.split(" ")[0] for c in s.cards[:-1]] == list(SANITY)

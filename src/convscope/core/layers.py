@@ -1,4 +1,4 @@
-"""Layers: listing them, resolving names, and choosing one automatically.
+"""Layers: naming and resolving them (listing them and choosing one: :mod:`convscope.core.layer_listing`).
 
 A layer is named by its dotted name in ``model.named_modules()`` (``"layer4.1.conv2"``,
 ``"_blocks.15"``). A module that runs several times in one forward pass (EfficientNet-Lite0 reuses
@@ -8,14 +8,12 @@ one ReLU6 module per block) is named per call with ``@k``: ``"_swish@1"`` is its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import torch
 from torch import nn
 
 from convscope.errors import LayerError, did_you_mean
 
-__all__ = ["LayerInfo", "LayerRef", "auto_layer", "list_layers", "resolve_layer"]
+__all__ = ["LayerRef", "resolve_layer"]
 
 
 @dataclass(frozen=True)
@@ -32,16 +30,6 @@ class LayerRef:
 
     def __str__(self) -> str:
         return self.spec
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """One row of :func:`list_layers`."""
-
-    name: str
-    type: str
-    output_shape: Any
-    params: int
 
 
 def resolve_layer(model: nn.Module, layer: str | LayerRef | nn.Module) -> LayerRef:
@@ -72,49 +60,3 @@ def resolve_layer(model: nn.Module, layer: str | LayerRef | nn.Module) -> LayerR
             "list them with `convscope layers` or convscope.list_layers(model)"
         )
     return LayerRef(name, modules[name], call)
-
-
-def _trace(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, int]], dict]:
-    from convscope.core.guard import preserved
-    from convscope.core.recorder import Recorder
-
-    with preserved(model), torch.no_grad(), Recorder(model, "all") as rec:
-        model(example)
-    return rec.order, rec.calls
-
-
-def list_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
-    """Every layer in the order it runs on ``example`` (one row per call), with output shapes.
-
-    Modules that never run are listed last with output shape None.
-    """
-    order, calls = _trace(model, example)
-    modules = dict(model.named_modules())
-    rows: list[LayerInfo] = []
-    for name, k in order:
-        m = modules[name]
-        label = name if len(calls[name]) == 1 else f"{name}@{k}"
-        rows.append(
-            LayerInfo(
-                label, type(m).__name__, calls[name][k], sum(p.numel() for p in m.parameters())
-            )
-        )
-    for name, m in modules.items():
-        if name and not calls.get(name):
-            rows.append(
-                LayerInfo(name, type(m).__name__, None, sum(p.numel() for p in m.parameters()))
-            )
-    return rows
-
-
-def auto_layer(model: nn.Module, example: torch.Tensor) -> LayerRef:
-    """The last layer to produce a 4-D (N, C, H, W) output with H*W > 1: the last spatial feature map
-    before global pooling. Raises LayerError if the model has none."""
-    order, calls = _trace(model, example[:1])
-    modules = dict(model.named_modules())
-    for name, k in reversed(order):
-        shape = calls[name][k]
-        is_map = isinstance(shape, tuple) and len(shape) == 4
-        if is_map and all(isinstance(s, int) for s in shape) and shape[2] * shape[3] > 1:
-            return LayerRef(name, modules[name], k if len(calls[name]) > 1 else None)
-    raise LayerError("the model has no layer with a 4-D (N, C, H, W) output; name a layer")

@@ -26,7 +26,6 @@ from convscope.metrics.localization import (
 from convscope.metrics.sanity import (
     RandomizationResult,
     model_randomization,
-    parametric_layers,
     rankdata,
     spearman,
     ssim,
@@ -45,7 +44,6 @@ __all__ = [
     "gaussian_blur",
     "insertion",
     "model_randomization",
-    "parametric_layers",
     "pixel_ranks",
     "pointing_game",
     "rankdata",

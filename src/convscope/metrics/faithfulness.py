@@ -112,7 +112,7 @@ def _bundle(model: Any) -> tuple[ModelBundle, bool]:
 
 
 def _inputs(bundle: ModelBundle, images: Any) -> torch.Tensor:
-    from convscope.api import prepare_inputs
+    from convscope.data.inputs import prepare_inputs
 
     return prepare_inputs(bundle, images)[0]
 
@@ -489,7 +489,7 @@ def evaluate(
         wall time of the method's :func:`convscope.explain` call. Deletion AUC and Average Drop:
         lower is better; insertion AUC and Increase in Confidence: higher is better.
     """
-    from convscope.api import explain, split_batch_size
+    from convscope.runner import explain, split_batch_size
 
     _check_steps(steps)
     _check_batch(batch_size)

@@ -31,14 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.core.bundle import ModelBundle
-from convscope.core.guard import preserved
+from convscope.core.layer_listing import parametric_layers
 from convscope.core.targets import TargetSpec
 from convscope.errors import ConvscopeError
 
 __all__ = [
     "RandomizationResult",
     "model_randomization",
-    "parametric_layers",
     "rankdata",
     "spearman",
     "ssim",
@@ -174,23 +173,6 @@ def _minmax(m: torch.Tensor) -> torch.Tensor:
     return torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(torch.finfo(m.dtype).tiny), 0.0)
 
 
-def parametric_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """The names of the modules with parameters of their own that run on ``example``, in reverse
-    order of execution (the last to run first; a module run several times counts at its last
-    call). Modules that do not run, and parameters of the root module itself, are left out."""
-    from convscope.core.recorder import Recorder
-
-    with preserved(model), torch.no_grad(), Recorder(model, "all") as rec:
-        model(example)
-    last: dict[str, int] = {}
-    for pos, (name, _) in enumerate(rec.order):
-        last[name] = pos
-    own = {
-        n for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))
-    }
-    return sorted((n for n in own if n in last), key=lambda n: -last[n])
-
-
 def _reinit(module: nn.Module, seed: int, devices: list[int]) -> None:
     """Re-initialize ``module``'s own parameters: ``reset_parameters()`` where it exists (under a
     fixed seed), else :math:`N(0, s^2)` with :math:`s` the parameter's standard deviation (0.01
@@ -270,8 +252,9 @@ def model_randomization(
         batch_size: images per forward pass in :func:`convscope.explain`.
         progress: show a progress bar over stages.
     """
-    from convscope.api import explain, prepare_inputs
+    from convscope.data.inputs import prepare_inputs
     from convscope.models import load_model
+    from convscope.runner import explain
 
     bundle = load_model(model)
     x = prepare_inputs(bundle, images)[0]

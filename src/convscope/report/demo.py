@@ -356,7 +356,7 @@ def _chunks(items: list[str], most: int) -> list[list[str]]:
 def _sanity_stages(bundle: Any, x: Any, stages: int | Sequence[str]) -> tuple[list[str], int]:
     """The checkpoints (``k`` convolutional or linear layers evenly spread over the parametric
     layers, top down, or the names given) and the number of parametric layers."""
-    from convscope.metrics.sanity import parametric_layers
+    from convscope.core.layer_listing import parametric_layers
 
     order = parametric_layers(bundle.model, x)
     if not isinstance(stages, int):
@@ -381,9 +381,10 @@ def _sanity(
     progress: bool,
 ) -> Section:
     import convscope
+    from convscope.core.maps import normalize_maps
     from convscope.errors import LayerError, MethodError
     from convscope.metrics import model_randomization
-    from convscope.viz.render import colorize, normalize_maps, overlay, png_bytes, to_pil
+    from convscope.viz.render import colorize, overlay, png_bytes, to_pil
     from convscope.viz.sanity import correlation_plot
 
     chosen, total = _sanity_stages(bundle, x, stages)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from convscope.result import Explanation
-from convscope.viz.render import display_peak, figure_image
+from convscope.core.maps import display_peak
+from convscope.viz.render import figure_image
+
+if TYPE_CHECKING:  # a renderer reads results, it never imports what makes them
+    from convscope.result import Explanation
 
 __all__ = ["comparison_figure"]
 

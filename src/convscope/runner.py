@@ -1,0 +1,252 @@
+"""Running methods: :func:`explain` (one method) and :func:`compare` (several on the same inputs).
+
+The library's own runner, used by the metrics, the report and the CLI; :mod:`convscope.api` is the
+public front door that re-exports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from convscope.core.bundle import ModelBundle
+from convscope.core.context import Context
+from convscope.core.guard import preserved
+from convscope.core.layer_listing import auto_layer
+from convscope.core.layers import LayerRef, resolve_layer
+from convscope.core.maps import fuse_layer_maps, upsample_maps
+from convscope.core.registry import get_method
+from convscope.core.targets import TargetSpec, resolve_targets
+from convscope.data.inputs import prepare_inputs
+from convscope.errors import ConvscopeError, LayerError, MethodError
+from convscope.result import Explanation
+
+__all__ = ["compare", "explain", "split_batch_size"]
+
+
+def _layers(bundle: ModelBundle, layer: Any, x: torch.Tensor) -> list[LayerRef]:
+    model = bundle.model
+    items = layer if isinstance(layer, list | tuple) else [layer]
+    refs = []
+    for item in items:
+        if item is None or item == "auto":
+            if bundle.default_layer is not None:
+                refs.append(resolve_layer(model, bundle.default_layer))
+            else:
+                refs.append(auto_layer(model, x))
+        else:
+            refs.append(resolve_layer(model, item))
+    return refs
+
+
+def _to_input_size(
+    maps: torch.Tensor | list[torch.Tensor], size: torch.Size
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+    """(raw maps, maps at input size, per-layer raw maps or None). Several layers' maps are fused
+    at input size; their raw maps are the fused map too, and each layer's own raw map is kept
+    (``Explanation.meta["layer_maps"]``)."""
+    if isinstance(maps, torch.Tensor):
+        return maps.detach(), upsample_maps(maps.detach(), size), None
+    if len(maps) == 1:
+        return maps[0].detach(), upsample_maps(maps[0].detach(), size), None
+    fused = fuse_layer_maps([upsample_maps(m.detach(), size) for m in maps])
+    return fused, fused, [m.detach() for m in maps]
+
+
+def split_batch_size(
+    batch_size: int | None, options: Mapping[str, Any] | None
+) -> tuple[int | None, dict[str, Any]]:
+    """``(batch_size, options without it)`` for one method: a ``batch_size`` among a method's own
+    options (``-O scorecam:batch_size=16``, ``options={"scorecam": {"batch_size": 16}}``) wins over
+    the call's ``batch_size``, which then applies to the other methods."""
+    own = dict(options or {})
+    return own.pop("batch_size", batch_size), own
+
+
+def explain(
+    model: Any,
+    images: Any,
+    method: str = "gradcam",
+    target: TargetSpec = "top1",
+    layer: str | Sequence[str] | None = "auto",
+    *,
+    score: str = "logit",
+    batch_size: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Explain a model's decision on images with one method.
+
+    Args:
+        model: a bundle, a registered name (``"efficientnet_lite0"``), ``"torchvision:<arch>"``,
+            ``"timm:<arch>"``, a TorchScript path or any ``nn.Module`` (see
+            :func:`convscope.load_model`).
+        images: one or many paths, ``"sample:NAME"``, PIL images, arrays, or a preprocessed tensor.
+        method: a registered method name (:func:`convscope.methods`).
+        target: ``"top1"`` (default), ``"topK"``, a class index or name, one per image in a list, or
+            a callable ``output -> (N,) scores`` (see :mod:`convscope.core.targets`).
+        layer: for layer methods: a dotted name (``"_blocks.15"``, ``"_swish@1"`` for the 2nd call of
+            a reused module) or ``"auto"`` (the bundle's default, else the last 4-D feature map).
+        score: ``"logit"`` (default, pre-softmax), ``"prob"`` or ``"logprob"``.
+        batch_size: at most this many inputs per forward pass. Methods that run many perturbed
+            copies (``smoothgrad``, ``integrated_gradients``, ``occlusion``, ``scorecam``,
+            ``ablationcam``) take it as their own option and batch the copies of all images;
+            for the others it splits the images (default: all images at once).
+        progress: show a progress bar (over a multi-pass method's passes, else over batches).
+        **options: method-specific options (see ``convscope.method_info(name).options``).
+
+    Returns:
+        An :class:`~convscope.result.Explanation` with raw (N, H, W) maps at input resolution.
+    """
+    from convscope.models import load_model
+
+    bundle = load_model(model)
+    info = get_method(method)
+    accepted = set(info.options)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise MethodError(
+            f"{info.name} does not take option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(sorted(accepted)) or 'none'}"
+        )
+    if batch_size is not None and batch_size < 1:
+        raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}")
+    x, pixels, labels = prepare_inputs(bundle, images)
+    n = x.shape[0]
+    tgt = resolve_targets(target, n, bundle.class_names, score=score)
+    step = n
+    if "batch_size" in accepted:  # a multi-pass method batches its copies itself
+        if batch_size is not None:
+            options["batch_size"] = batch_size
+    elif batch_size is not None:
+        step = batch_size
+
+    maps, raws, outputs, indices, scores, extras = [], [], [], [], [], []
+    layer_maps: list[list[torch.Tensor] | None] = []
+    with preserved(bundle.model, frozen=True):
+        refs = _layers(bundle, layer, x) if info.needs_layer else []
+        starts = range(0, n, step)
+        if progress and len(starts) > 1:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=info.name, unit="batch")
+        for s in starts:
+            part = tgt.subset(s, min(s + step, n))
+            ctx = Context(bundle.model, x[s : s + step], part, refs, progress=progress)
+            out = info.fn(ctx, **options)
+            raw, up, per_layer = _to_input_size(out.maps, x.shape[-2:])
+            layer_maps.append(per_layer)
+            raws.append(raw)
+            maps.append(up)
+            outputs.append(out.output)
+            extras.append(out.extras)
+            indices.append(part.indices)
+            scores.append(part.last_scores)
+
+    output = None if any(o is None for o in outputs) else torch.cat(outputs)
+    idx = None if any(i is None for i in indices) else torch.cat(indices).tolist()
+    names = [bundle.class_name(i) for i in idx] if idx is not None else ["custom target"] * n
+    return Explanation(
+        maps=torch.cat(maps),
+        raw_maps=torch.cat(raws),
+        method=info.name,
+        layer=", ".join(r.spec for r in refs) if refs else None,
+        targets=idx,
+        target_names=names,
+        scores=torch.cat(scores) if all(s is not None for s in scores) else torch.empty(0),
+        output=output,
+        pixels=pixels,
+        labels=labels,
+        attributions=_join([e.get("attributions") for e in extras]),
+        class_names=bundle.class_names,
+        meta={
+            "model": bundle.name,
+            "family": info.family,
+            "score": score,
+            "options": dict(options),
+            # several layers: each layer's raw (N, h, w) map, in the order of `layer`
+            "layer_maps": None if layer_maps[0] is None else _join(layer_maps),
+            "extras": {
+                k: _join([e.get(k) for e in extras]) for k in extras[0] if k != "attributions"
+            },
+        },
+    )
+
+
+def _join(parts: list[Any]) -> Any:
+    """One batch's value, or the batches' values joined along the image axis: tensors are
+    concatenated (also inside per-layer lists); anything else stays a per-batch list."""
+    if len(parts) == 1:
+        p = parts[0]
+        return p.detach() if isinstance(p, torch.Tensor) else p
+    if all(isinstance(p, torch.Tensor) and p.ndim > 0 for p in parts):
+        return torch.cat([p.detach() for p in parts])
+    if all(isinstance(p, list) for p in parts) and len({len(p) for p in parts}) == 1:
+        return [_join(list(layer)) for layer in zip(*parts)]
+    return None if all(p is None for p in parts) else parts
+
+
+def compare(
+    model: Any,
+    images: Any,
+    methods: str | Sequence[str] = "all",
+    target: TargetSpec = "top1",
+    layer: str | Sequence[str] | None = "auto",
+    *,
+    score: str = "logit",
+    batch_size: int | None = None,
+    progress: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Explanation], dict[str, str]]:
+    """Run several methods on the same images, targets and layer(s).
+
+    ``methods="all"`` means every registered method. ``options`` gives method-specific options
+    by method name (``{"smoothgrad": {"n_samples": 10}}``); the other arguments are as for
+    :func:`explain`. Returns ``(results, skipped)``: the explanations by method name, and for
+    each method that cannot apply to this model the one-line reason.
+    """
+    from convscope.core.registry import methods as registered
+    from convscope.models import load_model
+
+    bundle = load_model(model)
+    names = registered() if methods == "all" else [methods] if isinstance(methods, str) else methods
+    if not names:
+        raise MethodError("no methods given")
+    infos = [get_method(n) for n in names]  # unknown names fail before any work
+    options = {get_method(k).name: dict(v) for k, v in (options or {}).items()}
+    stray = sorted(set(options) - {i.name for i in infos})
+    if stray:
+        raise MethodError(f"options given for method(s) not compared: {', '.join(stray)}")
+    for item in layer if isinstance(layer, list | tuple) else [layer]:
+        if item not in (None, "auto"):
+            resolve_layer(bundle.model, item)  # a wrong name is an error, not a skipped method
+    x, pixels, labels = prepare_inputs(bundle, images)
+    steps: Any = infos
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(infos, desc="methods", unit="method")
+    results: dict[str, Explanation] = {}
+    skipped: dict[str, str] = {}
+    for info in steps:
+        rows, own = split_batch_size(batch_size, options.get(info.name))
+        try:
+            r = explain(
+                bundle,
+                x,
+                info.name,
+                target,
+                layer,
+                score=score,
+                batch_size=rows,
+                progress=progress,
+                **own,
+            )
+        except (MethodError, LayerError) as e:
+            skipped[info.name] = str(e)
+            continue
+        r.pixels, r.labels = pixels, labels
+        results[info.name] = r
+    return results, skipped
