@@ -122,3 +122,37 @@ def test_fingerprint_detects_changes():
     before = model_fingerprint(model)
     model.eval()
     assert not fingerprints_equal(before, model_fingerprint(model))
+
+
+# -- inside the network (convscope.inside): every entry point, on success and on failure ---------
+
+
+def _mlp_image_model():
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * 16 * 16, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)
+    )
+
+
+INSIDE_CALLS = {
+    "weight_templates": (
+        _mlp_image_model,
+        lambda m: convscope.weight_templates(m, "first", (3, 16, 16), hidden_to_output=True),
+        lambda m: convscope.weight_templates(m, "3", (3, 16, 16)),  # reads 6 features, no image
+    ),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(INSIDE_CALLS))
+def test_inside_entry_points_leave_model_unchanged(entry):
+    factory, ok, bad = INSIDE_CALLS[entry]
+    model = factory()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    ok(model)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls
+    with pytest.raises(convscope.ConvscopeError):
+        bad(model)
+    assert fingerprints_equal(before, model_fingerprint(model))

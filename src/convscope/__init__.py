@@ -41,6 +41,8 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "weight_templates": "convscope.inside.templates",
+    "WeightTemplates": "convscope.inside.templates",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -64,6 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
     from convscope.result import Explanation
 
