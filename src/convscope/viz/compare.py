@@ -68,7 +68,5 @@ def _raw_ticks(r: Any, i: int, lo: float, hi: float) -> tuple[float, float]:
     """The raw values of map ``i`` that the display's ``lo`` and ``hi`` stand for (the 99th
     percentile of ``|map|`` for gradient maps, whose display is clipped there)."""
     raw = r.maps[i : i + 1]
-    if r.display_norm == "minmax":
-        return float(raw.min()), float(raw.max())
     peak = float(display_peak(raw, r.display_norm)[0])
     return lo * peak, hi * peak
