@@ -6,6 +6,7 @@ public front door that re-exports it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,11 +18,12 @@ from convscope.core.guard import preserved
 from convscope.core.layer_listing import auto_layer
 from convscope.core.layers import LayerRef, resolve_layer
 from convscope.core.maps import fuse_layer_maps, upsample_maps
+from convscope.core.perturbed_batches import check_batch_size
 from convscope.core.registry import get_method
 from convscope.core.targets import TargetSpec, resolve_targets
 from convscope.data.inputs import prepare_inputs
-from convscope.errors import ConvscopeError, LayerError, MethodError
-from convscope.result import Explanation
+from convscope.errors import LayerError, MethodError
+from convscope.result import Comparison, Explanation
 
 __all__ = ["compare", "explain", "split_batch_size"]
 
@@ -111,8 +113,7 @@ def explain(
             f"{info.name} does not take option(s) {', '.join(unknown)}; "
             f"it takes: {', '.join(sorted(accepted)) or 'none'}"
         )
-    if batch_size is not None and batch_size < 1:
-        raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}")
+    check_batch_size(batch_size)
     x, pixels, labels = prepare_inputs(bundle, images)
     n = x.shape[0]
     tgt = resolve_targets(target, n, bundle.class_names, score=score)
@@ -199,13 +200,23 @@ def compare(
     batch_size: int | None = None,
     progress: bool = False,
     options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> tuple[dict[str, Explanation], dict[str, str]]:
+    layers: Mapping[str, str | Sequence[str]] | None = None,
+    skip: bool = True,
+) -> Comparison:
     """Run several methods on the same images, targets and layer(s).
 
     ``methods="all"`` means every registered method. ``options`` gives method-specific options
-    by method name (``{"smoothgrad": {"n_samples": 10}}``); the other arguments are as for
-    :func:`explain`. Returns ``(results, skipped)``: the explanations by method name, and for
-    each method that cannot apply to this model the one-line reason.
+    by method name (``{"smoothgrad": {"n_samples": 10}}``), ``layers`` a layer of its own to a
+    method that must not run at ``layer`` (``{"scorecam": "_blocks.4"}``); the other arguments are
+    as for :func:`explain`. A method that cannot apply to this model (a :class:`MethodError` or
+    :class:`LayerError` from it) is skipped with its one-line reason (``skip=False``: its error is
+    raised); bad arguments (an unknown method or layer name, options or a layer for a method not
+    compared, a bad ``batch_size``) raise before any work.
+
+    Returns:
+        A :class:`~convscope.result.Comparison`: the explanations by method name, in the order
+        asked, the skipped methods with their reasons, and the wall time of each method (the
+        device synchronized before and after).
     """
     from convscope.core.registry import methods as registered
     from convscope.models import load_model
@@ -215,38 +226,54 @@ def compare(
     if not names:
         raise MethodError("no methods given")
     infos = [get_method(n) for n in names]  # unknown names fail before any work
+    compared = {i.name for i in infos}
     options = {get_method(k).name: dict(v) for k, v in (options or {}).items()}
-    stray = sorted(set(options) - {i.name for i in infos})
+    stray = sorted(set(options) - compared)
     if stray:
         raise MethodError(f"options given for method(s) not compared: {', '.join(stray)}")
-    for item in layer if isinstance(layer, list | tuple) else [layer]:
-        if item not in (None, "auto"):
-            resolve_layer(bundle.model, item)  # a wrong name is an error, not a skipped method
+    own_layers = {get_method(k).name: v for k, v in (layers or {}).items()}
+    stray = sorted(set(own_layers) - compared)
+    if stray:
+        raise MethodError(f"layers given for method(s) not compared: {', '.join(stray)}")
+    for spec in [layer, *own_layers.values()]:
+        for item in spec if isinstance(spec, list | tuple) else [spec]:
+            if item not in (None, "auto"):
+                resolve_layer(bundle.model, item)  # a wrong name is an error, not a skipped method
+    check_batch_size(batch_size)
     x, pixels, labels = prepare_inputs(bundle, images)
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     steps: Any = infos
     if progress:
         from tqdm.auto import tqdm
 
         steps = tqdm(infos, desc="methods", unit="method")
-    results: dict[str, Explanation] = {}
-    skipped: dict[str, str] = {}
+    out = Comparison({}, {}, {})
     for info in steps:
+        if progress:
+            steps.set_postfix_str(info.name)
         rows, own = split_batch_size(batch_size, options.get(info.name))
+        sync()
+        start = time.perf_counter()
         try:
             r = explain(
                 bundle,
                 x,
                 info.name,
                 target,
-                layer,
+                own_layers.get(info.name, layer),
                 score=score,
                 batch_size=rows,
                 progress=progress,
                 **own,
             )
         except (MethodError, LayerError) as e:
-            skipped[info.name] = str(e)
+            if not skip:
+                raise
+            out.skipped[info.name] = str(e)
             continue
+        finally:
+            sync()
+            out.seconds[info.name] = time.perf_counter() - start
         r.pixels, r.labels = pixels, labels
-        results[info.name] = r
-    return results, skipped
+        out.explanations[info.name] = r
+    return out

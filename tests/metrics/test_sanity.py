@@ -11,6 +11,7 @@ from scipy import stats
 from skimage.metrics import structural_similarity
 
 from convscope.core.guard import fingerprints_equal, model_fingerprint
+from convscope.core.layer_listing import parametric_layers
 from convscope.errors import ConvscopeError, LayerError
 from convscope.metrics import (
     model_randomization,
@@ -18,6 +19,7 @@ from convscope.metrics import (
     spearman,
     ssim,
 )
+from convscope.metrics.sanity import checkpoint_layers
 from tests.models import TinyCNN, tiny_input
 
 
@@ -123,3 +125,15 @@ def test_bad_shapes():
     with pytest.raises(ConvscopeError, match="at least 7 x 7"):
         ssim(torch.zeros(1, 5, 5), torch.zeros(1, 5, 5))
     assert np.isfinite(float(spearman(torch.arange(3.0), torch.arange(3.0))))
+
+
+def test_checkpoint_layers_spread_k_weighted_layers_from_the_top_down():
+    model = TinyCNN()
+    order = parametric_layers(model, tiny_input(1))  # fc, conv3, conv2, conv1
+    assert checkpoint_layers(model, order, 1) == ["fc"]
+    assert checkpoint_layers(model, order, 2) == ["fc", "conv1"]
+    # positions round(j * 3 / 2) for j = 0, 1, 2: 0, 2, 3
+    assert checkpoint_layers(model, order, 3) == ["fc", "conv2", "conv1"]
+    assert checkpoint_layers(model, order, 9) == order
+    with pytest.raises(ConvscopeError, match="at least 1"):
+        checkpoint_layers(model, order, 0)

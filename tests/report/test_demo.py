@@ -12,7 +12,6 @@ from PIL import Image
 
 import convscope
 from convscope.report.demo import (
-    DEMO_LAYERS,
     DEMO_OPTIONS,
     METHOD_ORDER,
     PER_ROW,
@@ -39,7 +38,7 @@ def page() -> Page:
         layers={"gradcam++": ("_blocks.14", "a test of a method's own layer")},
         layer="_blocks.15",
         sanity_methods=SANITY,
-        sanity_stages=3,
+        sanity_checkpoints=3,
         progress=False,
     )
 
@@ -184,11 +183,11 @@ def test_demo_defaults_fit_the_registry_and_the_model(lite0):
     assert set(METHOD_ORDER) <= set(registered)
     for m, options in DEMO_OPTIONS.items():
         assert set(options) <= set(convscope.method_info(m).options), m
-    for m, (layer, why) in DEMO_LAYERS["efficientnet_lite0"].items():
+    for m, (layer, why) in lite0.meta["cheaper_layers"].items():
         assert m in registered and why
         convscope.resolve_layer(lite0.model, layer)
     # the default demo shows every method: the slow ones have a cheaper layer for this model
-    assert set(TOO_SLOW) <= set(DEMO_LAYERS["efficientnet_lite0"])
+    assert set(TOO_SLOW) <= set(lite0.meta["cheaper_layers"])
 
 
 @pytest.mark.parametrize(

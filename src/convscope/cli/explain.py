@@ -47,10 +47,10 @@ def parse_options(items: list[str] | None, methods: list[str]) -> dict[str, dict
 
 def run(args: argparse.Namespace) -> int:
     import convscope
+    from convscope.core.perturbed_batches import check_batch_size
     from convscope.errors import ConvscopeError
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConvscopeError("--batch-size must be at least 1")
+    check_batch_size(args.batch_size, "--batch-size")
     from convscope.core.registry import methods as registered
 
     every = args.method.strip().lower() == "all"
@@ -104,7 +104,7 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
     from convscope.viz.compare import comparison_figure
     from convscope.viz.render import png_bytes
 
-    results, skipped = convscope.compare(
+    comparison = convscope.compare(
         bundle,
         list(args.images),
         methods,
@@ -114,6 +114,7 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
         progress=True,
         options=options,
     )
+    results, skipped = comparison.explanations, comparison.skipped
     if not results:
         from convscope.errors import MethodError
 

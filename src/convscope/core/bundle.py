@@ -72,6 +72,9 @@ class ModelBundle:
         class_names: one name per output class (synonyms separated by ", "), or None.
         default_layer: the layer class-activation methods use when ``layer="auto"``; None means
             "find it" (the last 4-D feature map before global pooling).
+        meta: anything else known of the model, e.g. ``"cheaper_layers"``: for methods whose
+            cost grows with their layer's channels (Score-CAM), ``{method: (layer, why)}``, a
+            layer where they are affordable (the demo page runs them there).
     """
 
     model: nn.Module

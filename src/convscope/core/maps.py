@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["display_peak", "fuse_layer_maps", "normalize_maps", "upsample_maps"]
+__all__ = ["display_norm", "display_peak", "fuse_layer_maps", "normalize_maps", "upsample_maps"]
 
 
 def normalize_maps(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
@@ -31,6 +31,13 @@ def normalize_maps(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
         hi = flat.amax(dim=1).view(-1, *([1] * (maps.ndim - 1)))
         return (maps - lo) / (hi - lo).clamp_min(torch.finfo(maps.dtype).tiny)
     raise ValueError(f"unknown normalization {mode!r}; use 'max', 'p99' or 'minmax'")
+
+
+def display_norm(family: str | None) -> str:
+    """How a method family's maps are scaled for display (:func:`normalize_maps`): ``"p99"`` for
+    input-gradient maps (``family="gradient"``), whose few extreme pixels would leave the rest
+    black, else ``"max"``."""
+    return "p99" if family == "gradient" else "max"
 
 
 def display_peak(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:

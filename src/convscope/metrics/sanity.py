@@ -37,6 +37,7 @@ from convscope.errors import ConvscopeError
 
 __all__ = [
     "RandomizationResult",
+    "checkpoint_layers",
     "model_randomization",
     "rankdata",
     "spearman",
@@ -173,6 +174,24 @@ def _minmax(m: torch.Tensor) -> torch.Tensor:
     return torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(torch.finfo(m.dtype).tiny), 0.0)
 
 
+def checkpoint_layers(model: nn.Module, order: Sequence[str], k: int) -> list[str]:
+    """``k`` checkpoints of the cascade for :func:`model_randomization`'s ``stages``: among the
+    parametric layers ``order`` (top down, :func:`~convscope.core.layer_listing.parametric_layers`)
+    the convolutional and linear ones (a weight of 2 or more dimensions), ``k`` of them evenly
+    spread from the top one down to the first one (all of them when there are at most ``k``).
+
+    Not to be confused with ``stages=k``, which randomizes and shows the top ``k`` layers only."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConvscopeError(f"the number of checkpoints must be at least 1, not {k!r}")
+    modules = dict(model.named_modules())
+    weighted = [n for n in order if getattr(getattr(modules[n], "weight", None), "ndim", 0) >= 2]
+    if k >= len(weighted):
+        return weighted
+    if k == 1:
+        return weighted[:1]
+    return [weighted[round(j * (len(weighted) - 1) / (k - 1))] for j in range(k)]
+
+
 def _reinit(module: nn.Module, seed: int, devices: list[int]) -> None:
     """Re-initialize ``module``'s own parameters: ``reset_parameters()`` where it exists (under a
     fixed seed), else :math:`N(0, s^2)` with :math:`s` the parameter's standard deviation (0.01
@@ -245,7 +264,8 @@ def model_randomization(
         stages: ``"all"`` parametric layers (:func:`parametric_layers`), an int ``k`` (the top k
             only, cheaper), or layer names as checkpoints of the cascade: at the stage of layer
             ``L`` every parametric layer from the top down to ``L`` is randomized, so the maps are
-            those of the full cascade at ``L``, computed at a few depths only.
+            those of the full cascade at ``L``, computed at a few depths only
+            (:func:`checkpoint_layers` spreads ``k`` of them over the depth).
         seed: the layer ``i``-th from the top is re-initialized under seed ``seed + i``, so a
             stage does not depend on which other stages were asked for.
         with_ssim: also compute SSIM (needs maps of at least 7 x 7).
