@@ -102,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
     import convscope
     from convscope.api import prepare_inputs
+    from convscope.cli.explain import parse_output
     from convscope.metrics import evaluate
 
-    bundle = convscope.load_model(args.model)
+    bundle = convscope.load_model(args.model, output=parse_output(args.output))
     x, _, labels = prepare_inputs(bundle, list(args.images))
     rows, skipped = [], []
     from tqdm.auto import tqdm
