@@ -141,6 +141,14 @@ INSIDE_CALLS = {
         lambda m: convscope.weight_templates(m, "first", (3, 16, 16), hidden_to_output=True),
         lambda m: convscope.weight_templates(m, "3", (3, 16, 16)),  # reads 6 features, no image
     ),
+    "receptive_field": (
+        TinyCNN,
+        lambda m: [
+            convscope.receptive_fields(m, "all", 16),
+            convscope.receptive_field(m, "act@1", 16).box(2, 3),
+        ],
+        lambda m: convscope.receptive_field(m, "conv2", 16, channels=4),  # cannot run
+    ),
 }
 
 

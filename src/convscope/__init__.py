@@ -41,6 +41,9 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "receptive_field": "convscope.inside.receptive_field",
+    "receptive_fields": "convscope.inside.receptive_field",
+    "ReceptiveField": "convscope.inside.receptive_field",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
 }
@@ -65,6 +68,11 @@ if TYPE_CHECKING:  # pragma: no cover
         MethodError,
         ModelError,
         TargetError,
+    )
+    from convscope.inside.receptive_field import (
+        ReceptiveField,
+        receptive_field,
+        receptive_fields,
     )
     from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "ConvscopeError",
+    "ConvscopeWarning",
     "ImageError",
     "LayerError",
     "MethodError",
@@ -22,6 +23,11 @@ __all__ = [
 
 class ConvscopeError(ValueError):
     """Base class of every user-facing error; the message is one line."""
+
+
+class ConvscopeWarning(UserWarning):
+    """Something convscope chose for you that you should know about (a class name matched by its
+    words, prefix or spelling); the CLI prints it as one ``convscope: note:`` line."""
 
 
 class ImageError(ConvscopeError):

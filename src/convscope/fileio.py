@@ -3,12 +3,18 @@
 :func:`write_all` writes every file under a temporary name in the target folder, then renames them
 into place; if anything fails, what it wrote is removed (and a folder it created too), so an error
 never leaves half an output behind.
+
+The files get the permissions a plain ``open(path, "wb")`` would give them: a new file is created
+with mode ``0o666`` less the process umask (0644 under the usual umask 022), and a file that is
+replaced keeps its mode. (``tempfile.mkstemp`` would make every output 0600, unreadable to anyone
+else and to a web server.)
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,10 +38,10 @@ def write_all(folder: str | os.PathLike, files: Mapping[str, bytes]) -> list[Pat
         for rel, data in files.items():
             dest = root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".convscope-", dir=dest.parent)
+            fd, tmp = _create_temp(dest)
+            temps.append((tmp, dest))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            temps.append((Path(tmp), dest))
         for tmp, dest in temps:
             os.replace(tmp, dest)
             done.append(dest)
@@ -52,3 +58,23 @@ def write_all(folder: str | os.PathLike, files: Mapping[str, bytes]) -> list[Pat
                     pass
         raise ConvscopeError(f"could not write output under {root}: {e.strerror or e}") from None
     return done
+
+
+def _create_temp(dest: Path) -> tuple[int, Path]:
+    """A new file beside ``dest`` (open for writing) with the mode a plain write of ``dest`` gives:
+    ``dest``'s own mode if it exists, else 0o666 less the umask (the kernel applies it)."""
+    try:
+        mode = stat.S_IMODE(os.stat(dest).st_mode) if dest.is_file() else None
+    except OSError:
+        mode = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = dest.parent / f".convscope-{secrets.token_hex(6)}"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        if mode is not None:
+            os.chmod(tmp, mode)
+        return fd, tmp
+    raise FileExistsError(f"no free temporary name in {dest.parent}")

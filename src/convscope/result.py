@@ -74,6 +74,10 @@ class Explanation:
 
     def top_predictions(self, k: int = 5) -> list[list[tuple[int, str, float]]]:
         """Per image, the top-k classes as (index, name, softmax probability)."""
+        if k < 0:
+            from convscope.errors import ConvscopeError
+
+            raise ConvscopeError(f"top_predictions takes k >= 0, not {k}")
         if self.output is None or self.output.ndim != 2:
             return [[] for _ in range(len(self))]
         probs = self.output.detach().float().softmax(dim=1)

@@ -6,8 +6,9 @@ public front door that re-exports it.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,11 +19,13 @@ from convscope.core.guard import preserved
 from convscope.core.layer_listing import auto_layer
 from convscope.core.layers import LayerRef, resolve_layer
 from convscope.core.maps import fuse_layer_maps, upsample_maps
+from convscope.core.outputs import selecting
 from convscope.core.perturbed_batches import check_batch_size
+from convscope.core.recorder import check_hookable
 from convscope.core.registry import get_method
 from convscope.core.targets import TargetSpec, resolve_targets
 from convscope.data.inputs import prepare_inputs
-from convscope.errors import LayerError, MethodError
+from convscope.errors import LayerError, MethodError, ModelError
 from convscope.result import Comparison, Explanation
 
 __all__ = ["compare", "explain", "split_batch_size"]
@@ -67,6 +70,31 @@ def split_batch_size(
     return own.pop("batch_size", batch_size), own
 
 
+def outside_inference_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with ``torch.inference_mode`` off (it forbids the gradients most methods need;
+    the caller's mode is back on when ``fn`` returns). Inference tensors among the inputs are
+    copied by :func:`prepare_inputs`; a model whose parameters were made in inference mode is a
+    clear error, not autograd's."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_inference_mode_enabled():
+            return fn(*args, **kwargs)
+        with torch.inference_mode(False):
+            try:
+                return fn(*args, **kwargs)
+            except RuntimeError as e:
+                if "inference tensor" not in str(e).lower():
+                    raise
+                raise ModelError(
+                    "the model's parameters or buffers were made inside torch.inference_mode(), "
+                    "so no gradient can flow through them; load or copy the model outside it"
+                ) from None
+
+    return run
+
+
+@outside_inference_mode
 def explain(
     model: Any,
     images: Any,
@@ -77,6 +105,7 @@ def explain(
     score: str = "logit",
     batch_size: int | None = None,
     progress: bool = False,
+    output: Any = None,
     **options: Any,
 ) -> Explanation:
     """Explain a model's decision on images with one method.
@@ -97,6 +126,8 @@ def explain(
             ``ablationcam``) take it as their own option and batch the copies of all images;
             for the others it splits the images (default: all images at once).
         progress: show a progress bar (over a multi-pass method's passes, else over batches).
+        output: for a model whose output is not one tensor, the part that holds the logits (an
+            index, a key or a callable; default: the bundle's, see :mod:`convscope.core.outputs`).
         **options: method-specific options (see ``convscope.method_info(name).options``).
 
     Returns:
@@ -104,7 +135,7 @@ def explain(
     """
     from convscope.models import load_model
 
-    bundle = load_model(model)
+    bundle = load_model(model, output=output)
     info = get_method(method)
     accepted = set(info.options)
     unknown = sorted(set(options) - accepted)
@@ -126,7 +157,9 @@ def explain(
 
     maps, raws, outputs, indices, scores, extras = [], [], [], [], [], []
     layer_maps: list[list[torch.Tensor] | None] = []
-    with preserved(bundle.model, frozen=True):
+    if info.needs_layer:
+        check_hookable(bundle.model, info.name)
+    with preserved(bundle.model, frozen=True), selecting(bundle.model, bundle.output) as net:
         refs = _layers(bundle, layer, x) if info.needs_layer else []
         starts = range(0, n, step)
         if progress and len(starts) > 1:
@@ -135,7 +168,7 @@ def explain(
             starts = tqdm(starts, desc=info.name, unit="batch")
         for s in starts:
             part = tgt.subset(s, min(s + step, n))
-            ctx = Context(bundle.model, x[s : s + step], part, refs, progress=progress)
+            ctx = Context(net, x[s : s + step], part, refs, progress=progress)
             out = info.fn(ctx, **options)
             raw, up, per_layer = _to_input_size(out.maps, x.shape[-2:])
             layer_maps.append(per_layer)
@@ -202,6 +235,7 @@ def compare(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     layers: Mapping[str, str | Sequence[str]] | None = None,
     skip: bool = True,
+    output: Any = None,
 ) -> Comparison:
     """Run several methods on the same images, targets and layer(s).
 
@@ -221,7 +255,7 @@ def compare(
     from convscope.core.registry import methods as registered
     from convscope.models import load_model
 
-    bundle = load_model(model)
+    bundle = load_model(model, output=output)
     names = registered() if methods == "all" else [methods] if isinstance(methods, str) else methods
     if not names:
         raise MethodError("no methods given")

@@ -101,3 +101,16 @@ def test_recorder_keeps_only_the_calls_asked_for(tiny, tiny_x):
 def test_parametric_layers_run_top_down():
     model = TinyCNN()
     assert parametric_layers(model, tiny_input(1)) == ["fc", "conv3", "conv2", "conv1"]
+
+
+def test_layer_functions_take_a_bundle(tiny, tiny_x):
+    bundle = convscope.load_model(tiny)
+    assert list_layers(bundle, tiny_x) == list_layers(tiny, tiny_x)
+    assert convscope.list_layers(bundle, tiny_x)[0].name == "conv1"
+    assert auto_layer(bundle, tiny_x).spec == "relu6"
+    assert resolve_layer(bundle, "conv2").module is tiny.conv2
+    # without an example: a zero image at the bundle's input size (224 by default)
+    rows = {r.name: r.output_shape for r in list_layers(bundle)}
+    assert rows["conv1"] == (1, 8, 224, 224) and rows["fc"] == (1, 5)
+    with pytest.raises(LayerError, match="example input is needed"):
+        list_layers(tiny)

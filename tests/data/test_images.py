@@ -150,6 +150,64 @@ def test_16bit_png_scaled_by_257_not_clipped(tmp_path: Path) -> None:
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
 
 
+def _filtered(rows: np.ndarray, filters: list[int], bpp: int) -> bytes:
+    """PNG scanlines (big-endian bytes of ``rows``) filtered by hand: 0 None, 1 Sub, 2 Up."""
+    data = [np.frombuffer(r.astype(">u2").tobytes(), dtype=np.uint8).astype(int) for r in rows]
+    out = b""
+    for y, (line, f) in enumerate(zip(data, filters)):
+        if f == 1:
+            left = np.concatenate([np.zeros(bpp, int), line[:-bpp]])
+            line = (line - left) % 256
+        elif f == 2:
+            line = (line - (data[y - 1] if y else 0)) % 256
+        out += bytes([f]) + line.astype(np.uint8).tobytes()
+    return out
+
+
+def test_16bit_colour_png_scaled_by_257_not_truncated(tmp_path: Path) -> None:
+    """Pillow keeps only the high byte of 16-bit colour (129 -> 0, 383 -> 1, 65407 -> 255);
+    the README promises round(v / 257): 129 -> 1, 383 -> 1, 65407 -> 255, 32896 -> 128."""
+    rows = np.array(
+        [
+            [[129, 383, 65535], [25700, 0, 32896], [128, 256, 641]],
+            [[65407, 65278, 1], [32767, 32768, 33024], [200, 10000, 50000]],
+            [[12, 13, 14], [60000, 50000, 40000], [385, 386, 642]],
+        ],
+        dtype=np.uint16,
+    )
+    path = tmp_path / "deep_rgb.png"
+    path.write_bytes(png_bytes(3, 3, 16, 2, _filtered(rows, [0, 1, 2], bpp=6)))
+    expected = np.floor(rows / 257 + 0.5).astype(int)
+    assert expected[0, 0].tolist() == [1, 1, 255]  # by hand: 129/257 = 0.502, 383/257 = 1.49
+    assert (px(load_image(path)) == expected).all()
+
+
+def test_16bit_rgba_png_composited_on_white(tmp_path: Path) -> None:
+    rows = np.array([[[257 * 200, 129, 0, 65535], [0, 0, 0, 0], [257 * 10, 0, 0, 257 * 51]]])
+    path = tmp_path / "deep_rgba.png"
+    path.write_bytes(png_bytes(3, 1, 16, 6, _filtered(rows, [1], bpp=8)))
+    a = 51 / 255  # alpha of the last pixel
+    last = [round(a * 10 + (1 - a) * 255), round((1 - a) * 255), round((1 - a) * 255)]
+    assert px(load_image(path)).tolist() == [[[200, 1, 0], [255, 255, 255], last]]
+
+
+def test_16bit_colour_png_follows_exif_orientation(tmp_path: Path) -> None:
+    rows = np.zeros((1, 2, 3), dtype=np.uint16)
+    rows[0, 0] = 65535  # left pixel white, right black
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise: the left pixel goes on top
+    payload = exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
+    chunk = (
+        struct.pack(">I", len(payload))
+        + b"eXIf"
+        + payload
+        + struct.pack(">I", zlib.crc32(b"eXIf" + payload))
+    )
+    path = tmp_path / "deep_turned.png"
+    path.write_bytes(png_bytes(2, 1, 16, 2, _filtered(rows, [0], bpp=6), chunk))
+    assert px(load_image(path)).tolist() == [[[255, 255, 255]], [[0, 0, 0]]]
+
+
 def test_16bit_png_colour_key_transparency(tmp_path: Path) -> None:
     raw = b"\x00" + struct.pack(">HH", 257 * 10, 257 * 20)
     trns = struct.pack(">H", 257 * 20)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from convscope.data import samples as samples_module
+from convscope.data import sample_catalog as samples_module
 from convscope.data.images import load_image
 from convscope.data.samples import load_sample, samples
 from convscope.errors import ImageError
@@ -122,11 +123,39 @@ def test_skimage_loader_failure_becomes_image_error(monkeypatch) -> None:
     def needs_pooch():
         raise ModuleNotFoundError("The requested file requires pooch.\nInstall it.")
 
-    monkeypatch.setattr(skimage_data, "coffee", needs_pooch)
+    monkeypatch.setattr(skimage_data, "horse", needs_pooch)  # horse is not read as a file
     with pytest.raises(ImageError) as info:
-        load_sample("coffee")
+        load_sample("horse")
     message = str(info.value)
-    assert "'coffee'" in message and "pooch" in message and "\n" not in message
+    assert "'horse'" in message and "pooch" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name", sorted(samples_module._FILES))
+def test_samples_read_as_files_equal_the_providers_loaders(name: str) -> None:
+    """The samples read straight from the package's file (no scikit-image or scikit-learn import)
+    have the pixels that the provider's own loader gives."""
+    provider, source, _ = samples_module._SAMPLES[name]
+    assert samples_module._package_file(provider, samples_module._FILES[name]) is not None
+    if provider == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        array = load_sample_image(source)
+    else:
+        import skimage.data
+
+        array = getattr(skimage.data, source)()
+    expected = np.asarray(load_image(array))
+    assert np.array_equal(np.asarray(load_sample(name)), expected)
+
+
+def test_loading_a_sample_imports_neither_provider() -> None:
+    code = (
+        "import sys; from convscope.data.samples import load_sample; load_sample('coffee'); "
+        "load_sample('china'); print(sorted(m for m in ('skimage', 'sklearn', 'scipy', "
+        "'imageio') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_no_module_level_image_cache() -> None:

@@ -13,6 +13,7 @@ from convscope.metrics import (
     pointing_game,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
+    resize_masks,
 )
 
 
@@ -96,3 +97,38 @@ def test_bad_masks_are_one_line_errors(call, message):
     with pytest.raises(ConvscopeError, match=message) as err:
         call(torch.rand(2, 4, 4))
     assert "\n" not in str(err.value)
+
+
+def test_masks_at_the_photos_size_are_refused_with_the_way_out():
+    maps = torch.rand(2, 4, 4)
+    photos = [np.ones((6, 9), dtype=bool), np.ones((5, 5), dtype=bool)]  # sizes differ
+    with pytest.raises(ConvscopeError, match=r"resize_masks\(bundle, masks\)") as err:
+        pointing_game(maps, photos)
+    assert "\n" not in str(err.value) and "(4, 4)" in str(err.value)
+    with pytest.raises(ConvscopeError, match=r"got \(6, 9\); masks drawn on the photos"):
+        pointing_game(maps, np.ones((6, 9)))
+    # a list of same-size masks is one per image
+    masks = [box(4, 4, 0, 2, 0, 2), box(4, 4, 2, 4, 2, 4)]
+    maps[0, 0, 0] = maps[1, 3, 3] = 10
+    assert pointing_game(maps, masks, tolerance=0).hits.tolist() == [True, True]
+
+
+def test_resize_masks_follows_the_preprocessing_by_hand():
+    """Preprocess(resize=4, crop=2) on an 8x12 photo: the shorter side 8 -> 4 (scale 1/2, so
+    6x4 with nearest source pixel 2x+1), then the centre 2x2 crop at left 2, top 1: output
+    pixel (r, c) comes from photo pixel (2r + 3, 2c + 5)."""
+    from convscope.core.bundle import ModelBundle, Preprocess
+
+    bundle = ModelBundle(model=torch.nn.Identity(), preprocess=Preprocess(resize=4, crop=2))
+    photo = np.zeros((8, 12), dtype=np.uint8)
+    photo[3, 7] = photo[5, 5] = 1  # -> output (0, 1) and (1, 0)
+    photo[0, 0] = photo[7, 11] = 1  # cropped away
+    out = resize_masks(bundle, [photo, photo.astype(bool).T])
+    assert out.dtype == torch.bool and out.shape == (2, 2, 2)
+    assert out[0].tolist() == [[False, True], [True, False]]
+    # the transposed photo (12x8): output (r, c) from photo pixel (2r + 5, 2c + 3)
+    assert out[1].tolist() == [[False, True], [True, False]]
+    with pytest.raises(ConvscopeError, match="custom preprocess"):
+        resize_masks(ModelBundle(model=torch.nn.Identity(), preprocess=lambda im: None), photo)
+    with pytest.raises(ConvscopeError, match="only 0 and 1"):
+        resize_masks(bundle, photo * 3)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import matplotlib
 import numpy as np
 import pytest
@@ -15,6 +18,30 @@ def test_colorize_uses_the_matplotlib_colormap():
     for (i, j), v in np.ndenumerate(heat.numpy()):
         expected = np.round(np.array(cm(round(v * 255) / 255)[:3]) * 255)
         np.testing.assert_allclose(got[i, j], expected, atol=1)
+
+
+def test_the_built_in_jet_is_matplotlibs():
+    """The default colormap is drawn without importing matplotlib: its table must be matplotlib's
+    jet, entry for entry."""
+    from convscope.viz.render import _lut
+
+    _lut.cache_clear()
+    expected = (matplotlib.colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).round()
+    np.testing.assert_array_equal(_lut("jet").numpy(), expected.astype(np.uint8))
+    heat = torch.linspace(0, 1, 1001).view(7, 143)
+    np.testing.assert_array_equal(
+        colorize(heat, "jet").numpy(), expected.astype(np.uint8)[(heat * 255).round().long()]
+    )
+
+
+def test_rendering_an_overlay_in_jet_does_not_import_matplotlib():
+    code = (
+        "import sys, torch; from convscope.viz.render import overlay; "
+        "overlay(torch.zeros(4, 4, 3, dtype=torch.uint8), torch.rand(4, 4)); "
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_overlay_blends_by_alpha():

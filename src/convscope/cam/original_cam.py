@@ -49,8 +49,8 @@ def cam(ctx: Context, *, fc_layer: str | None = None) -> MethodOutput:
     """:math:`M_c = \\sum_k w_k^c A_k`, :math:`w^c` the row of class :math:`c` in the final linear
     layer (Zhou et al. 2016).
 
-    Options: ``fc_layer`` the name of that ``nn.Linear`` (default: the last ``nn.Linear`` that runs
-    in the forward pass). It must take the global average of the layer's output: that is checked
+    Options: ``fc_layer`` the name of that ``nn.Linear`` (default: the last ``nn.Linear`` whose
+    output is the model's output, else the last one that runs in the forward pass). It must take the global average of the layer's output: that is checked
     on the batch. Explains class logits only (``score="logit"``, class targets).
 
     ``extras``: ``fc_layer`` (its name), ``weights`` (one (N, K) tensor per layer).
@@ -85,6 +85,13 @@ def cam(ctx: Context, *, fc_layer: str | None = None) -> MethodOutput:
         what = f"{fc_layer!r} did not run" if fc_layer else "no nn.Linear ran in the forward pass"
         raise _not_a_cam_head(ctx.layers[0], what)
     fc_name = ran[-1]
+    if fc_layer is None:  # the linear layer that gives the model's output, when one does
+        recorded = rec.activations()
+        for name in reversed(ran):
+            a = recorded.get(name)
+            if isinstance(a, torch.Tensor) and a.shape == output.shape and torch.equal(a, output):
+                fc_name = name
+                break
     fc: nn.Linear = dict(model.named_modules())[fc_name]
     if ctx.target.fn is not None or ctx.target.score != "logit":
         raise MethodError(

@@ -100,10 +100,11 @@ def run(args: argparse.Namespace) -> int:
         )
 
     import convscope
+    from convscope.cli.explain import parse_output
     from convscope.data.inputs import prepare_inputs
     from convscope.metrics import evaluate_comparison
 
-    bundle = convscope.load_model(args.model)
+    bundle = convscope.load_model(args.model, output=parse_output(args.output))
     x, _, labels = prepare_inputs(bundle, list(args.images))
     comparison = convscope.compare(
         bundle,

@@ -12,6 +12,14 @@ def parse_target(text: str):
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def parse_output(text: str | None) -> int | str | None:
+    """``--output``: an index (``0``) or a key (``logits``) of the model's output."""
+    if text is None:
+        return None
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def parse_options(items: list[str] | None, methods: list[str]) -> dict[str, dict[str, Any]]:
     """``[METHOD:]KEY=VALUE`` items -> options by method. A value is read as a Python literal
     (``10``, ``0.5``, ``(32, 32)``, ``None``) or else kept as text. Without ``METHOD:`` an option
@@ -45,16 +53,55 @@ def parse_options(items: list[str] | None, methods: list[str]) -> dict[str, dict
     return out
 
 
+def parse_methods(text: str) -> tuple[list[str], bool]:
+    """``--method`` -> (registered names in the order given, without repeats; whether ``all``
+    was among them: then every registered method, whatever else is listed)."""
+    from convscope.core.registry import get_method
+    from convscope.core.registry import methods as registered
+    from convscope.errors import MethodError
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise MethodError("--method is empty; give a method name (`convscope methods`) or all")
+    known = [get_method(n).name for n in names if n.lower() != "all"]  # unknown names fail here
+    if len(known) < len(names):
+        return registered(), True
+    return list(dict.fromkeys(known)), False
+
+
+def check_cmap(name: str) -> None:
+    """A matplotlib colormap name, checked before any work (exit 2, with suggestions)."""
+    from convscope.viz.render import colormap_names, is_colormap
+
+    if not is_colormap(name):
+        from convscope.errors import ConvscopeError, did_you_mean
+
+        hint = did_you_mean(name, colormap_names())
+        raise ConvscopeError(f"unknown colormap {name!r} for --cmap{hint}")
+
+
 def run(args: argparse.Namespace) -> int:
     import convscope
     from convscope.core.perturbed_batches import check_batch_size
     from convscope.errors import ConvscopeError
 
     check_batch_size(args.batch_size, "--batch-size")
-    from convscope.core.registry import methods as registered
+    if args.top < 0:
+        raise ConvscopeError(
+            f"--top must be 0 or more (predictions printed per image), not {args.top}"
+        )
+    check_cmap(args.cmap)
+    methods, every = parse_methods(args.method)
+    if args.layer != "auto":
+        from convscope.core.registry import get_method
+        from convscope.core.registry import methods as registered
 
-    every = args.method.strip().lower() == "all"
-    methods = registered() if every else [m.strip() for m in args.method.split(",") if m.strip()]
+        if not any(get_method(m).needs_layer for m in methods):
+            users = [m for m in registered() if get_method(m).needs_layer]
+            raise ConvscopeError(
+                f"--layer {args.layer} is not used by {', '.join(methods)}; the methods that "
+                f"take a layer are {', '.join(users)}"
+            )
     options = parse_options(args.option, methods)
     targets = [parse_target(t) for t in (args.target or ["top1"])]
     if len(targets) == 1:
@@ -65,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConvscopeError(
             f"{len(targets)} --target values for {len(args.images)} images; give one, or one per image"
         )
-    bundle = convscope.load_model(args.model)
+    bundle = convscope.load_model(args.model, output=parse_output(args.output))
+    if args.layer != "auto":
+        convscope.resolve_layer(bundle.model, args.layer)  # a wrong name fails before any work
     if every or len(methods) > 1:
         return _run_all(args, bundle, target, methods if not every else "all", options)
     from convscope.api import split_batch_size
@@ -101,7 +150,7 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
 
     import convscope
     from convscope.fileio import write_all
-    from convscope.viz.compare import comparison_figure
+    from convscope.viz.compare import comparison_grid
     from convscope.viz.render import png_bytes
 
     comparison = convscope.compare(
@@ -122,7 +171,9 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
     first = next(iter(results.values()))
     suffix = "all" if methods == "all" else "compare"
     files = {
-        f"{label}_{suffix}.png": png_bytes(comparison_figure(results, i, cmap=args.cmap))
+        f"{label}_{suffix}.png": png_bytes(
+            comparison_grid(results, i, cmap=args.cmap, skipped=skipped)
+        )
         for i, label in enumerate(first.labels)
     }
     written = write_all(args.out, files)
@@ -130,7 +181,8 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
         print(f"skipped {name}: {why}", file=sys.stderr)
     preds = first.top_predictions(args.top)
     for i, label in enumerate(first.labels):
-        print(f"{label}: {len(results)} methods for '{first.target_names[i]}'")
+        count = f"{len(results)} method{'s' if len(results) != 1 else ''}"
+        print(f"{label}: {count} for '{first.target_names[i]}'")
         for rank, (idx, name, prob) in enumerate(preds[i], 1):
             print(f"  {rank}. {name:<30} {prob:7.2%}  (class {idx})")
     for path in written:

@@ -51,7 +51,10 @@ def layers(args: argparse.Namespace) -> int:
         raise ConvscopeError("--input-size must be positive")
     example = torch.zeros(1, 3, size, size, device=bundle.device)
     rows = convscope.list_layers(bundle.model, example)
-    shown = [(r.name, r.type, _shape(r.output_shape), f"{r.params:,}") for r in rows]
+    from convscope.core.recorder import is_torchscript
+
+    scripted = is_torchscript(bundle.model)
+    shown = [(r.name, r.type, _shape(r.output_shape, scripted), f"{r.params:,}") for r in rows]
     head = ("layer", "type", "output shape", "params")
     widths = [max(len(h), *(len(s[i]) for s in shown)) for i, h in enumerate(head)]
     line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
@@ -61,12 +64,18 @@ def layers(args: argparse.Namespace) -> int:
         print("  ".join(v.ljust(w) for v, w in zip(s, widths)))
     if bundle.default_layer:
         print(f"\ndefault CAM layer: {bundle.default_layer}")
+    if scripted:
+        print(
+            "\nTorchScript model: no output shapes and no layer methods (both need hooks on the "
+            "layers, which TorchScript does not support); saliency, smoothgrad, "
+            "integrated_gradients and occlusion run on it"
+        )
     return 0
 
 
-def _shape(shape) -> str:
+def _shape(shape, scripted: bool = False) -> str:
     if shape is None:
-        return "(not run)"
+        return "-" if scripted else "(not run)"
     if isinstance(shape, tuple) and all(isinstance(s, int) for s in shape):
         return "x".join(str(s) for s in shape)
     return str(shape)

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--cmap", default="jet", help="matplotlib colormap for overlays")
     e.add_argument("--top", type=int, default=5, help="predictions to print per image")
+    _model_output(e)
+    _max_pixels(e)
     e.set_defaults(run="convscope.cli.explain:run")
 
     ev = sub.add_parser("evaluate", help="score methods with faithfulness metrics (a table)")
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=28, help="steps for deletion/insertion curves")
     ev.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     ev.add_argument("--out", "-o", default=None, help="folder for metrics.csv and metrics.json")
+    _model_output(ev)
+    _max_pixels(ev)
     ev.set_defaults(run="convscope.cli.evaluate:run")
 
     d = sub.add_parser("demo", help="build the demo page from the sample photos")
@@ -98,6 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _model_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--output",
+        default=None,
+        metavar="INDEX|KEY",
+        help="for a model that returns a tuple or dict: which element is the logits (e.g. 0)",
+    )
+
+
+def _max_pixels(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="accept images of up to N pixels (default: Pillow's decompression-bomb limit, "
+        "about 89 million); raise it only for files you trust",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -109,8 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         from convscope.core.allocator import tune_cpu_allocator
 
         tune_cpu_allocator()  # this process is ours: reuse large blocks (core/allocator.py)
+    _notes_as_lines()
     try:
-        return int(getattr(importlib.import_module(module), func)(args) or 0)
+        if getattr(args, "max_pixels", None) is not None:
+            _set_max_pixels(args.max_pixels)
+        code = int(getattr(importlib.import_module(module), func)(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except KeyboardInterrupt:
         print("convscope: interrupted", file=sys.stderr)
         return 130
@@ -125,6 +156,51 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{type(e).__name__}: {e} (run with --debug for the traceback)"
         print(f"convscope: error: {' '.join(msg.split())}", file=sys.stderr)
         return 2 if isinstance(e, ConvscopeError) else 1
+
+
+def _set_max_pixels(n: int) -> None:
+    """``--max-pixels``: Pillow's decompression-bomb limit for this process (ours, in the CLI)."""
+    from convscope.errors import ConvscopeError
+
+    if n < 1:
+        raise ConvscopeError(f"--max-pixels must be at least 1, not {n}")
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = n
+
+
+def _notes_as_lines() -> None:
+    """Show convscope's warnings (what it chose for you, e.g. a class matched by a word of its name)
+    as one ``convscope: note:`` line on stderr; other warnings as Python shows them."""
+    import warnings
+
+    from convscope.errors import ConvscopeWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "convscope_notes", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ConvscopeWarning):
+            print(f"convscope: note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.convscope_notes = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``convscope layers | head -3``): stop quietly, as a Unix tool
+    killed by SIGPIPE does (status 128 + 13). stdout is pointed at /dev/null so that the
+    interpreter's last flush does not complain either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,12 +37,13 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     scale: float = 1 / 255
 
-    def geometry(self, image: Image.Image) -> Image.Image:
-        """The resized and cropped RGB image the model sees (before normalization)."""
+    def geometry(self, image: Image.Image, resample: int = Image.BILINEAR) -> Image.Image:
+        """The resized and cropped RGB image the model sees (before normalization); masks and
+        labels go through the same geometry with ``resample=Image.NEAREST``."""
         w, h = image.size
         s = self.resize / min(w, h)
         nw, nh = max(self.crop, round(w * s)), max(self.crop, round(h * s))
-        image = image.resize((nw, nh), Image.BILINEAR)
+        image = image.resize((nw, nh), resample)
         left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
         return image.crop((left, top, left + self.crop, top + self.crop))
 
@@ -72,6 +73,8 @@ class ModelBundle:
         class_names: one name per output class (synonyms separated by ", "), or None.
         default_layer: the layer class-activation methods use when ``layer="auto"``; None means
             "find it" (the last 4-D feature map before global pooling).
+        output: for a model whose output is not one tensor, which part is the logits: an index,
+            a key or attribute name, or a callable (see :mod:`convscope.core.outputs`).
         meta: anything else known of the model, e.g. ``"cheaper_layers"``: for methods whose
             cost grows with their layer's channels (Score-CAM), ``{method: (layer, why)}``, a
             layer where they are affordable (the demo page runs them there).
@@ -85,6 +88,7 @@ class ModelBundle:
     class_names: list[str] | None = None
     default_layer: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    output: int | str | Callable[[Any], torch.Tensor] | None = None
 
     @property
     def device(self) -> torch.device:

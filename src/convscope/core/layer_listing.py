@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from convscope.core.guard import preserved
-from convscope.core.layers import LayerRef
-from convscope.core.recorder import Recorder
+from convscope.core.layers import LayerRef, _module
+from convscope.core.recorder import Recorder, is_torchscript
 from convscope.errors import LayerError
 
 __all__ = ["LayerInfo", "auto_layer", "list_layers", "parametric_layers"]
@@ -31,17 +31,38 @@ class LayerInfo:
     params: int
 
 
+def _example(model: Any, example: torch.Tensor | None) -> torch.Tensor:
+    """``example``, or for a bundle without one a zero image at its input size."""
+    if example is not None:
+        return example
+    from convscope.core.bundle import ModelBundle
+
+    if not isinstance(model, ModelBundle):
+        raise LayerError("an example input is needed to trace a plain module's layers")
+    size = getattr(model.preprocess, "crop", None) or model.meta.get("input_size", 224)
+    return torch.zeros(1, 3, size, size, device=model.device)
+
+
 def _trace(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, int]], dict]:
     with preserved(model), torch.no_grad(), Recorder(model, "all") as rec:
         model(example)
     return rec.order, rec.calls
 
 
-def list_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
+def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[LayerInfo]:
     """Every layer in the order it runs on ``example`` (one row per call), with output shapes.
 
-    Modules that never run are listed last with output shape None.
+    ``model`` is a module or a bundle; for a bundle ``example`` may be left out (a zero image at
+    the bundle's input size). Modules that never run are listed last with output shape None.
     """
+    example = _example(model, example)
+    model = _module(model)
+    if is_torchscript(model):  # no hooks: names and types only, no shapes
+        return [
+            LayerInfo(n, _type_name(m), None, sum(p.numel() for p in m.parameters()))
+            for n, m in model.named_modules()
+            if n
+        ]
     order, calls = _trace(model, example)
     modules = dict(model.named_modules())
     rows: list[LayerInfo] = []
@@ -61,9 +82,16 @@ def list_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     return rows
 
 
+def _type_name(module: nn.Module) -> str:
+    """A module's class name; a TorchScript submodule's original one (``Conv2d``, not
+    ``RecursiveScriptModule``)."""
+    return getattr(module, "original_name", None) or type(module).__name__
+
+
 def auto_layer(model: nn.Module, example: torch.Tensor) -> LayerRef:
     """The last layer to produce a 4-D (N, C, H, W) output with H*W > 1: the last spatial feature map
-    before global pooling. Raises LayerError if the model has none."""
+    before global pooling (``model``: a module or a bundle). Raises LayerError if there is none."""
+    model = _module(model)
     order, calls = _trace(model, example[:1])
     modules = dict(model.named_modules())
     for name, k in reversed(order):

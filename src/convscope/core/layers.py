@@ -8,6 +8,7 @@ one ReLU6 module per block) is named per call with ``@k``: ``"_swish@1"`` is its
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -32,8 +33,17 @@ class LayerRef:
         return self.spec
 
 
+def _module(model: Any) -> nn.Module:
+    """The network of a model or a :class:`~convscope.core.bundle.ModelBundle`."""
+    from convscope.core.bundle import ModelBundle
+
+    return model.model if isinstance(model, ModelBundle) else model
+
+
 def resolve_layer(model: nn.Module, layer: str | LayerRef | nn.Module) -> LayerRef:
-    """Turn a name (``"a.b"``, ``"a.b@2"``), a module of ``model`` or a LayerRef into a LayerRef."""
+    """Turn a name (``"a.b"``, ``"a.b@2"``), a module of ``model`` or a LayerRef into a LayerRef.
+    ``model`` may be a module or a bundle."""
+    model = _module(model)
     if isinstance(layer, LayerRef):
         return layer
     if isinstance(layer, nn.Module):

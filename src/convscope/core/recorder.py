@@ -20,9 +20,26 @@ import torch
 from torch import nn
 
 from convscope.core.layers import LayerRef, resolve_layer
-from convscope.errors import LayerError
+from convscope.errors import LayerError, MethodError
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "check_hookable", "is_torchscript"]
+
+
+def is_torchscript(model: nn.Module) -> bool:
+    """Whether ``model`` is a TorchScript module (``torch.jit.script`` or ``torch.jit.trace``)."""
+    return isinstance(model, torch.jit.ScriptModule)
+
+
+def check_hookable(model: nn.Module, what: str) -> None:
+    """Raise :class:`~convscope.errors.MethodError` when ``model`` cannot take module hooks:
+    TorchScript modules refuse ``register_forward_hook``, so nothing that observes or rewrites a
+    layer (layer methods, the rectifier rules, layer shapes) can run on them."""
+    if is_torchscript(model):
+        raise MethodError(
+            f"{what} needs hooks on the model's layers, which TorchScript models do not support; "
+            "on a TorchScript model use saliency, smoothgrad, integrated_gradients or occlusion, "
+            "or give convscope the nn.Module itself"
+        )
 
 
 class Recorder:
@@ -73,6 +90,7 @@ class Recorder:
 
     # -- context -------------------------------------------------------------------------------
     def __enter__(self) -> Recorder:
+        check_hookable(self.model, "recording layer outputs")
         try:
             for ref in self.refs:
                 if ref.name in self.calls:

@@ -204,6 +204,9 @@ class RectifierRules:
     ) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
+        from convscope.core.recorder import check_hookable
+
+        check_hookable(model, method)  # not "has no rectifiers": TorchScript hides its modules
         self.model, self.method = model, method
         self._rule = rule
         self.robust = robust

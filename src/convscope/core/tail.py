@@ -28,6 +28,7 @@ import torch
 from torch import fx, nn
 
 from convscope.core.layers import LayerRef
+from convscope.core.outputs import selected
 
 __all__ = ["Tail", "substitute"]
 
@@ -155,7 +156,8 @@ class Tail:
                     env[n] = value
                 return value
 
-        full = Capture(gm).run(self.x)
+        # (a traced graph bypasses model.__call__: the output selector is applied here)
+        full = selected(self.model, Capture(gm).run(self.x))
         # the tail graph: placeholders for the cut and the needed values, then the downstream nodes
         tail = fx.Graph()
         remap: dict[fx.Node, fx.Node] = {cut: tail.placeholder("activation")}
@@ -176,12 +178,14 @@ class Tail:
         if all(_batchable(c, n) for c in self._captured):
 
             def copies(a: torch.Tensor, k: int) -> Any:
-                return tail_gm(a, *[_repeat(c, k, n) for c in self._captured])
+                return selected(self.model, tail_gm(a, *[_repeat(c, k, n) for c in self._captured]))
 
             if _copies_independent(copies, self.activation, self.output):
                 self._graph, self.batchable = tail_gm, True
                 return
-        check = tail_gm(self.activation.clone(), *[_fresh(c) for c in self._captured])
+        check = selected(
+            self.model, tail_gm(self.activation.clone(), *[_fresh(c) for c in self._captured])
+        )
         if _same(check, self.output):
             self._graph = tail_gm
 
@@ -216,7 +220,7 @@ class Tail:
                 n = self.activation.shape[0]
                 self._repeated = {copies: [_repeat(c, copies, n) for c in self._captured]}
             captured = [_fresh(c) for c in self._repeated[copies]]
-            return self._graph(activation, *captured)
+            return selected(self.model, self._graph(activation, *captured))
         with substitute(self.model, self.ref, activation):
             return self.model(_repeat(self.x, copies, self.x.shape[0]))
 

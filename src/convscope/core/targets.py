@@ -4,8 +4,10 @@ A target is
 
 - ``"top1"`` (the default): each image's highest-scoring class; ``"top2"``... the k-th highest;
 - a class index (``int``);
-- a class name: exact (case-insensitive, any of the synonyms), else an unambiguous prefix or a
-  close fuzzy match; an unknown or ambiguous name is an error that lists candidates;
+- a class name: a whole synonym (case-insensitive), else whole words of one (``"Persian"``;
+  never part of a word: ``"dog"`` is not ``"dogsled"``), else an unambiguous prefix, else a
+  close misspelling; a match that is not a whole synonym is announced with a warning, and an
+  unknown or ambiguous name is an error that lists the candidates, best first;
 - a list with one of the above per image;
 - a callable ``f(output) -> (N,)`` scores, for anything else (a sum of classes, a regression head).
 
@@ -16,15 +18,23 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from convscope.errors import TargetError
+from convscope.errors import ConvscopeWarning, TargetError
 
-__all__ = ["Target", "TargetSpec", "resolve_class_name", "resolve_targets"]
+__all__ = [
+    "ClassMatch",
+    "Target",
+    "TargetSpec",
+    "match_class_name",
+    "resolve_class_name",
+    "resolve_targets",
+]
 
 TargetSpec = int | str | Callable[[torch.Tensor], torch.Tensor] | Sequence[int | str] | None
 
@@ -36,39 +46,113 @@ def _norm(s: str) -> str:
     return re.sub(r"[\s_\-]+", " ", s.strip().lower())
 
 
-def resolve_class_name(name: str, class_names: Sequence[str]) -> int:
-    """The index of the class called ``name`` (see the module docstring for the matching rules)."""
+@dataclass(frozen=True)
+class ClassMatch:
+    """How a class name was matched: the class ``index``, the ``synonym`` that matched, and
+    ``how``: ``"exact"`` (a whole synonym), ``"word"`` (whole words of a synonym), ``"prefix"``
+    (the beginning of a synonym) or ``"close"`` (a close misspelling)."""
+
+    index: int
+    synonym: str
+    how: str
+
+
+_HOW = {
+    "word": "the only class with these words in its name",
+    "prefix": "the only class name that begins so",
+    "close": "the closest class name",
+}
+
+
+def match_class_name(name: str, class_names: Sequence[str]) -> ClassMatch:
+    """Match ``name`` to one class, trying in turn (case, spaces, ``_`` and ``-`` ignored):
+
+    1. a whole synonym (``"tabby cat"``, ``"Siamese"``);
+    2. whole words of a synonym (``"Persian"`` -> ``"Persian cat"``), never part of a word, so
+       ``"dog"`` is not ``"dogsled"``;
+    3. the beginning of a synonym (``"espr"`` -> ``"espresso"``);
+    4. a close misspelling (``"expresso"``).
+
+    A tier that matches several classes is an error listing them, best first (those whose
+    name ends with the words, as ``"tabby cat"`` does for ``"cat"``, before ``"cat bear"``),
+    so ``"cat"`` offers tabby, tiger cat, Persian cat... and ``"dog"`` the dog breeds.
+    """
     want = _norm(name)
     if not want:
         raise TargetError("empty class name")
-    synonyms = [[_norm(s) for s in c.split(",")] + [_norm(c)] for c in class_names]
+    synonyms = [
+        list(dict.fromkeys([_norm(s) for s in c.split(",")] + [_norm(c)])) for c in class_names
+    ]
     exact = [i for i, syn in enumerate(synonyms) if want in syn]
     if len(exact) == 1:
-        return exact[0]
+        return ClassMatch(exact[0], want, "exact")
     if len(exact) > 1:
         first = [i for i in exact if synonyms[i][0] == want]
         if len(first) == 1:
-            return first[0]
-        raise _ambiguous(name, exact, class_names)
-    prefix = [i for i, syn in enumerate(synonyms) if any(s.startswith(want) for s in syn)]
+            return ClassMatch(first[0], want, "exact")
+        raise _ambiguous(name, [(i, want) for i in exact], class_names)
+    padded = f" {want} "
+    words = []  # (rank: 0 when the synonym ends with the words, class, synonym)
+    for i, syn in enumerate(synonyms):
+        hits = [s for s in syn if padded in f" {s} "]
+        if hits:
+            ends = [s for s in hits if f" {s}".endswith(f" {want}")]
+            words.append((0 if ends else 1, i, (ends or hits)[0]))
+    if len(words) == 1:
+        return ClassMatch(words[0][1], words[0][2], "word")
+    if words:
+        raise _ambiguous(name, [(i, s) for _, i, s in sorted(words)], class_names)
+    prefix = []
+    for i, syn in enumerate(synonyms):
+        hits = [s for s in syn if s.startswith(want)]
+        if hits:
+            prefix.append((i, hits[0]))
     if len(prefix) == 1:
-        return prefix[0]
-    if len(prefix) > 1:
+        return ClassMatch(prefix[0][0], prefix[0][1], "prefix")
+    if prefix:
         raise _ambiguous(name, prefix, class_names)
     flat = {s: i for i, syn in enumerate(synonyms) for s in syn}
-    close = difflib.get_close_matches(want, flat, n=5, cutoff=0.75)
-    hits = list(dict.fromkeys(flat[c] for c in close))
-    if len(hits) == 1 or (hits and difflib.SequenceMatcher(None, want, close[0]).ratio() > 0.9):
-        return hits[0]
-    if hits:
-        raise _ambiguous(name, hits, class_names)
+    best: dict[int, tuple[float, str]] = {}  # class -> (similarity, synonym), best first
+    for c in difflib.get_close_matches(want, flat, n=8, cutoff=0.75):
+        best.setdefault(flat[c], (difflib.SequenceMatcher(None, want, c).ratio(), c))
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
+    # one candidate, or one clearly closer than the next (expresso: espresso 0.88, press 0.77)
+    if len(ranked) == 1 or (ranked and ranked[0][1][0] - ranked[1][1][0] >= 0.08):
+        return ClassMatch(ranked[0][0], ranked[0][1][1], "close")
+    if ranked:
+        raise _ambiguous(name, [(i, c) for i, (_, c) in ranked], class_names)
     raise TargetError(f"unknown class {name!r}: no class name matches it")
 
 
-def _ambiguous(name: str, idx: list[int], class_names: Sequence[str]) -> TargetError:
-    shown = "; ".join(f"{i}: {class_names[i]}" for i in idx[:8])
-    more = f" and {len(idx) - 8} more" if len(idx) > 8 else ""
-    return TargetError(f"class name {name!r} is ambiguous, it matches {shown}{more}")
+def resolve_class_name(name: str, class_names: Sequence[str]) -> int:
+    """The index of the class called ``name`` (the rules: :func:`match_class_name`). A match that
+    is not a whole synonym is announced with a :class:`~convscope.errors.ConvscopeWarning`
+    (the CLI prints it as a note), so a guess never passes silently."""
+    m = match_class_name(name, class_names)
+    if m.how != "exact":
+        short = class_names[m.index].split(",")[0].strip()
+        via = "" if _norm(short) == m.synonym else f" ({m.synonym})"
+        warnings.warn(
+            ConvscopeWarning(
+                f"class name {name!r} taken as class {m.index} {short!r}{via}: {_HOW[m.how]}"
+            ),
+            stacklevel=2,
+        )
+    return m.index
+
+
+def _ambiguous(name: str, found: list[tuple[int, str]], class_names: Sequence[str]) -> TargetError:
+    """An error listing the candidate classes in the given order, with the synonym that matched
+    where it is not the class's first name."""
+    shown = []
+    for i, syn in found[:8]:
+        short = class_names[i].split(",")[0].strip()
+        shown.append(f"{i}: {short}" + ("" if _norm(short) == syn else f" ({syn})"))
+    more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+    return TargetError(
+        f"class name {name!r} is ambiguous, it matches {'; '.join(shown)}{more}; "
+        "name one of them (or give its index)"
+    )
 
 
 @dataclass
@@ -99,6 +183,10 @@ class Target:
 
     def scores(self, output: torch.Tensor) -> torch.Tensor:
         """The (N,) scores to explain, differentiable, from the model output."""
+        if not isinstance(output, torch.Tensor):
+            from convscope.core.outputs import not_a_tensor
+
+            raise not_a_tensor(output)
         if self.fn is not None:
             s = self.fn(output)
             if not isinstance(s, torch.Tensor) or s.shape != (output.shape[0],):

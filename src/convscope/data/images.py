@@ -58,9 +58,9 @@ def load_image(src: ImageSource) -> Image.Image:
     dtype or value range, or an unsupported input type.
     """
     if isinstance(src, str) and src.startswith(SAMPLE_PREFIX):
-        from convscope.data.sample_catalog import sample_array
+        from convscope.data.sample_catalog import sample_source
 
-        return load_image(sample_array(src[len(SAMPLE_PREFIX) :]))
+        return load_image(sample_source(src[len(SAMPLE_PREFIX) :]))
     if isinstance(src, (str, os.PathLike)):
         return _load_file(src)
     if isinstance(src, Image.Image):
@@ -128,6 +128,9 @@ def _load_file(path: str | os.PathLike[str]) -> Image.Image:
         try:
             with Image.open(fh) as im:
                 _check_size(im, name)
+                wide = _png16_colour(im, fh)
+                if wide is not None:
+                    return _array_to_rgb(wide, name)
                 im.load()
                 return _pil_to_rgb(im, name)
         except ImageError:
@@ -140,6 +143,60 @@ def _load_file(path: str | os.PathLike[str]) -> Image.Image:
             raise ImageError(
                 f"cannot decode {name}: corrupt or truncated ({_reason(exc)})"
             ) from exc
+
+
+_PNG16 = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
+
+
+def _png16_colour(im: Image.Image, fh: Any) -> np.ndarray | None:
+    """The full 16-bit (H, W, 3 or 4) uint16 data of a 16-bit colour PNG, else None.
+
+    Pillow has no 16-bit colour mode: it keeps the high byte of each sample (``v >> 8``, so 383
+    becomes 1 where ``round(383/257)`` is 1 but 129 becomes 0 where it is 1). The file is decoded
+    twice through Pillow's own PNG decoder (filters and interlacing handled there), once keeping
+    the high bytes and once reading the samples as little-endian, which keeps the low bytes."""
+    if im.format != "PNG" or len(im.tile) != 1:
+        return None
+    tile = im.tile[0]
+    raw = tile[3][0] if isinstance(tile[3], tuple) else tile[3]
+    if raw not in _PNG16:
+        return None
+    key = im.info.get("transparency")
+    im.load()
+    high = np.asarray(im).astype(np.uint16)
+    fh.seek(0)
+    with Image.open(fh) as again:
+        args = (_PNG16[raw], *tile[3][1:]) if isinstance(tile[3], tuple) else _PNG16[raw]
+        first = again.tile[0]
+        again.tile = [
+            first._replace(args=args) if hasattr(first, "_replace") else (*first[:3], args)
+        ]
+        again.load()
+        data = (high << 8) | np.asarray(again).astype(np.uint16)
+    data = _exif_orient(data, im.getexif().get(0x0112, 1))
+    if isinstance(key, tuple) and data.shape[2] == 3:  # colour-key transparency (tRNS)
+        alpha = np.where((data == np.array(key, dtype=np.uint16)).all(axis=2), 0, 65535)
+        data = np.concatenate([data, alpha[:, :, None].astype(np.uint16)], axis=2)
+    return data
+
+
+def _exif_orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an (H, W, C) array, as ``ImageOps.exif_transpose``."""
+    if orientation == 2:
+        a = a[:, ::-1]
+    elif orientation == 3:
+        a = a[::-1, ::-1]
+    elif orientation == 4:
+        a = a[::-1]
+    elif orientation == 5:
+        a = a.transpose(1, 0, 2)
+    elif orientation == 6:
+        a = np.rot90(a, -1)
+    elif orientation == 7:
+        a = a[::-1, ::-1].transpose(1, 0, 2)
+    elif orientation == 8:
+        a = np.rot90(a, 1)
+    return np.ascontiguousarray(a)
 
 
 def _check_size(im: Image.Image, name: str) -> None:
@@ -160,8 +217,8 @@ def _bomb_error(name: str, pixels: int | None) -> ImageError:
     count = f"{pixels} pixels" if pixels is not None else "too many pixels"
     return ImageError(
         f"image too large: {name} has {count}, over Pillow's decompression-bomb limit "
-        f"Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}; raise PIL.Image.MAX_IMAGE_PIXELS "
-        "if you trust this file"
+        f"Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}; if you trust this file, raise it "
+        "(--max-pixels N on the command line, PIL.Image.MAX_IMAGE_PIXELS = N in Python)"
     )
 
 

@@ -32,11 +32,15 @@ def prepare_inputs(
         if x.shape[0] == 0:
             raise ImageError("no images given (empty batch)")
         x = x.detach().to(bundle.device)
+        if x.is_inference():  # made under torch.inference_mode(): a normal copy for autograd
+            with torch.inference_mode(False):
+                x = x.clone()
         return x, bundle.pixels_of(x), [f"image{i}" for i in range(x.shape[0])]
     pils = load_images(images)
     items = images if isinstance(images, list | tuple) else [images]
     labels = _unique([image_label(src, i) for i, src in enumerate(items)])
-    x, pixels = bundle.prepare(pils)
+    with torch.inference_mode(False):  # model inputs autograd can use, whatever the mode
+        x, pixels = bundle.prepare(pils)
     return x, pixels, labels
 
 

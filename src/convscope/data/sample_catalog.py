@@ -13,7 +13,7 @@ import numpy as np
 
 from convscope.errors import ImageError, did_you_mean
 
-__all__ = ["sample_array", "samples"]
+__all__ = ["sample_source", "samples"]
 
 _SKIMAGE = "skimage"
 _SKLEARN = "sklearn"
@@ -59,14 +59,71 @@ _SAMPLES: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Samples that are one file in the provider's package, read with Pillow like any image file: the
+# provider's own loader would import scikit-image's io (imageio, scipy) or scikit-learn first,
+# 0.3-0.5 s of a command's start (benchmarks/bench_startup.py). tests/data/test_samples.py checks
+# that both give the same pixels.
+_FILES: dict[str, str] = {
+    **{
+        name: f"data/{file}"
+        for name, file in {
+            "astronaut": "astronaut.png",
+            "brick": "brick.png",
+            "camera": "camera.png",
+            "cat": "chelsea.png",
+            "cell": "cell.png",
+            "chelsea": "chelsea.png",
+            "clock": "clock_motion.png",
+            "coffee": "coffee.png",
+            "coins": "coins.png",
+            "colorwheel": "color.png",
+            "grass": "grass.png",
+            "gravel": "gravel.png",
+            "hubble_deep_field": "hubble_deep_field.jpg",
+            "immunohistochemistry": "ihc.png",
+            "logo": "logo.png",
+            "microaneurysms": "microaneurysms.png",
+            "moon": "moon.png",
+            "page": "page.png",
+            "retina": "retina.jpg",
+            "rocket": "rocket.jpg",
+            "text": "text.png",
+        }.items()
+    },
+    "china": "datasets/images/china.jpg",
+    "flower": "datasets/images/flower.jpg",
+}
+
+
+def _package_file(provider: str, rel: str) -> str | None:
+    """The path of ``rel`` inside the installed package ``provider``, found without importing it
+    (None when the package or the file is missing: the provider's loader then says why)."""
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec(provider)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = os.path.join(root, rel)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def samples() -> dict[str, str]:
     """The sample names and their one-line descriptions, in a stable order."""
     return {name: description for name, (_, _, description) in _SAMPLES.items()}
 
 
-def sample_array(name: str) -> np.ndarray:
-    """The sample photo ``name`` (see :func:`samples`) as its provider returns it (uint8 or bool,
-    greyscale or colour); :func:`convscope.data.images.load_image` turns it into RGB."""
+def sample_source(name: str) -> str | np.ndarray:
+    """The sample photo ``name`` (see :func:`samples`): the path of its file in the provider's
+    package where there is one (read like any image file, without importing the provider), else
+    the array the provider's loader returns (uint8 or bool, greyscale or colour);
+    :func:`convscope.data.images.load_image` turns either into RGB."""
     key = name.strip().lower()
     if key not in _SAMPLES:
         raise ImageError(
@@ -74,6 +131,9 @@ def sample_array(name: str) -> np.ndarray:
             "run `convscope samples` to list them"
         )
     provider, source, _ = _SAMPLES[key]
+    path = _package_file(provider, _FILES[key]) if key in _FILES else None
+    if path is not None:
+        return path
     return _load_sklearn(key, source) if provider == _SKLEARN else _load_skimage(key, source)
 
 

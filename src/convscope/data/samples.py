@@ -9,11 +9,11 @@ from __future__ import annotations
 from PIL import Image
 
 from convscope.data.images import load_image
-from convscope.data.sample_catalog import sample_array, samples
+from convscope.data.sample_catalog import sample_source, samples
 
 __all__ = ["load_sample", "samples"]
 
 
 def load_sample(name: str) -> Image.Image:
     """Load the sample image ``name`` (see :func:`samples`) as an 8-bit RGB PIL image."""
-    return load_image(sample_array(name))
+    return load_image(sample_source(name))

@@ -24,6 +24,7 @@ from convscope.metrics.localization import (
     pointing_game,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
+    resize_masks,
 )
 from convscope.metrics.sanity import (
     RandomizationResult,
@@ -52,6 +53,7 @@ __all__ = [
     "rankdata",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "resize_masks",
     "spearman",
     "ssim",
 ]

@@ -14,7 +14,9 @@
   top-K pixels (by the map, ties broken by pixel index) that lie in the mask.
 
 Maps are (N, H, W) (or an :class:`~convscope.result.Explanation`); masks are (N, H, W) or
-(H, W) (one mask for every image), boolean or 0/1. Everything is torch; nothing runs a model.
+(H, W) (one mask for every image), boolean or 0/1, at the size of the maps (the model's input).
+Masks drawn on the original photos are brought there by :func:`resize_masks`, which resizes and
+crops them as the bundle's preprocessing did the photos. Everything is torch; nothing runs a model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from convscope.errors import ConvscopeError
@@ -33,6 +36,7 @@ __all__ = [
     "pointing_game",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "resize_masks",
 ]
 
 
@@ -59,13 +63,30 @@ def _maps_masks(maps: torch.Tensor | Explanation, masks: Any) -> tuple[torch.Ten
     m = m.detach().float()
     if not torch.isfinite(m).all():
         raise ConvscopeError("maps contain NaN or infinite values")
-    k = torch.as_tensor(masks, device=m.device)
+    try:
+        k = torch.as_tensor(_stackable(masks), device=m.device)
+    except (TypeError, ValueError, RuntimeError):
+        sizes = (
+            sorted({tuple(np.shape(x)) for x in masks}) if isinstance(masks, list | tuple) else []
+        )
+        got = f"masks of sizes {', '.join(map(str, sizes))}" if sizes else "something else"
+        raise ConvscopeError(
+            f"masks must be one (N, H, W) array at the maps' size {tuple(m.shape[1:])}; got "
+            f"{got}: masks drawn on the photos go through metrics.resize_masks(bundle, masks) "
+            "first"
+        ) from None
+    shape = tuple(k.shape)
     if k.ndim == 2:
         k = k.expand(m.shape[0], *k.shape)
     if k.ndim != 3 or tuple(k.shape) != tuple(m.shape):
+        hint = ""
+        if k.ndim in (2, 3) and tuple(k.shape[-2:]) != tuple(m.shape[1:]):
+            hint = (
+                "; masks drawn on the photos go through metrics.resize_masks(bundle, masks) first"
+            )
         raise ConvscopeError(
             f"masks must have shape (N, H, W) = {tuple(m.shape)} or (H, W) = "
-            f"{tuple(m.shape[1:])} to match the maps; got {tuple(torch.as_tensor(masks).shape)}"
+            f"{tuple(m.shape[1:])} to match the maps; got {shape}{hint}"
         )
     if k.dtype != torch.bool:
         if not ((k == 0) | (k == 1)).all():
@@ -75,6 +96,45 @@ def _maps_masks(maps: torch.Tensor | Explanation, masks: Any) -> tuple[torch.Ten
     if empty:
         raise ConvscopeError(f"the mask of image(s) {', '.join(map(str, empty))} is empty")
     return m, k
+
+
+def _stackable(masks: Any) -> Any:
+    """A list of same-size arrays or tensors as one array (torch.as_tensor takes no list of
+    arrays)."""
+    if isinstance(masks, list | tuple) and masks and not isinstance(masks[0], int | float | bool):
+        return np.stack([np.asarray(torch.as_tensor(x).cpu()) for x in masks])
+    return masks
+
+
+def resize_masks(bundle: Any, masks: Any) -> torch.Tensor:
+    """Masks drawn on the original photos -> (N, H, W) bool masks at the model's input size,
+    resized and cropped exactly as :meth:`Preprocess.geometry` did the photos (nearest-neighbour,
+    so a mask stays 0/1). ``masks`` is one (H, W) mask or a list of them (any sizes), boolean or
+    0/1. The bundle's preprocessing must be a :class:`~convscope.core.bundle.Preprocess` (a
+    custom callable's geometry is unknown: give the masks at the model's input size instead)."""
+    from PIL import Image
+
+    from convscope.core.bundle import Preprocess
+
+    pre = getattr(bundle, "preprocess", None)
+    if not isinstance(pre, Preprocess):
+        raise ConvscopeError(
+            "resize_masks needs a bundle whose preprocess is a convscope Preprocess; with a custom "
+            "preprocess, give masks at the model's input size"
+        )
+    items = list(masks) if isinstance(masks, list | tuple) else [masks]
+    out = []
+    for i, mask in enumerate(items):
+        a = np.asarray(torch.as_tensor(mask).cpu())
+        if a.ndim != 2:
+            raise ConvscopeError(f"mask {i} must be (H, W); got shape {a.shape}")
+        if a.dtype != bool:
+            if not np.isin(a, (0, 1)).all():
+                raise ConvscopeError(f"mask {i} must be boolean or hold only 0 and 1")
+            a = a != 0
+        im = Image.fromarray(a.astype(np.uint8) * 255)
+        out.append(np.asarray(pre.geometry(im, Image.NEAREST)) >= 128)
+    return torch.from_numpy(np.stack(out))
 
 
 def pointing_game(

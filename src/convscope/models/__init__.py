@@ -188,6 +188,7 @@ def load_model(
     default_layer: str | None = None,
     device: Any = None,
     name: str | None = None,
+    output: Any = None,
 ):
     """A :class:`~convscope.core.bundle.ModelBundle` for ``model``.
 
@@ -200,6 +201,9 @@ def load_model(
         default_layer: the layer CAM methods use for ``layer="auto"``.
         device: move a *named* model to this device (a user's module is never moved).
         name: a display name.
+        output: for a model whose output is not one tensor (a tuple, a dict, an output object),
+            the part that holds the logits: an index, a key or attribute name, or a callable
+            (see :mod:`convscope.core.outputs`).
     """
     from torch import nn
 
@@ -228,7 +232,8 @@ def load_model(
             bundle.model.to(device)
     else:
         raise ModelError(f"cannot make a model from a {type(model).__name__}")
-    if preprocess is not None or class_names is not None or default_layer is not None or name:
+    changes = (preprocess, class_names, default_layer, output)
+    if any(c is not None for c in changes) or name:
         bundle = ModelBundle(
             model=bundle.model,
             name=name or bundle.name,
@@ -236,5 +241,6 @@ def load_model(
             class_names=list(class_names) if class_names is not None else bundle.class_names,
             default_layer=default_layer if default_layer is not None else bundle.default_layer,
             meta=dict(bundle.meta),
+            output=output if output is not None else bundle.output,
         )
     return bundle
