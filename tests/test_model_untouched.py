@@ -149,6 +149,27 @@ INSIDE_CALLS = {
         ],
         lambda m: convscope.receptive_field(m, "conv2", 16, channels=4),  # cannot run
     ),
+    "effective_receptive_field": (
+        TinyCNN,
+        lambda m: convscope.effective_receptive_field(m, tiny_input(2), "act@1", position=(1, 2)),
+        lambda m: convscope.effective_receptive_field(m, tiny_input(2), "conv2", position=(9, 9)),
+    ),
+    "explain a unit": (
+        TinyCNN,
+        lambda m: [
+            convscope.explain(m, tiny_input(2), method, target="act@1:1:2:2", **opts)
+            for method, opts in [
+                ("saliency", {}),
+                ("guided_backprop", {}),
+                ("deconvnet", {}),
+                ("smoothgrad", {"n_samples": 2}),
+                ("integrated_gradients", {"steps": 2}),
+                ("gradcam", {"layer": "conv2"}),
+            ]
+        ],
+        # fails inside the forward pass, with the unit's recorder in place
+        lambda m: convscope.explain(m, tiny_input(2), "guided_backprop", target="conv3:1:9:9"),
+    ),
 }
 
 

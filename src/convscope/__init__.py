@@ -44,6 +44,8 @@ _EXPORTS = {
     "receptive_field": "convscope.inside.receptive_field",
     "receptive_fields": "convscope.inside.receptive_field",
     "ReceptiveField": "convscope.inside.receptive_field",
+    "effective_receptive_field": "convscope.inside.erf",
+    "EffectiveReceptiveField": "convscope.inside.erf",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
 }
@@ -69,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
     from convscope.inside.receptive_field import (
         ReceptiveField,
         receptive_field,

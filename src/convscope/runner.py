@@ -24,8 +24,14 @@ from convscope.core.perturbed_batches import check_batch_size
 from convscope.core.recorder import check_hookable
 from convscope.core.registry import get_method
 from convscope.core.targets import TargetSpec, resolve_targets
+from convscope.core.unit_target import (
+    UnitScore,
+    as_unit_target,
+    check_unit_method,
+    layer_runs_before,
+)
 from convscope.data.inputs import prepare_inputs
-from convscope.errors import LayerError, MethodError, ModelError
+from convscope.errors import LayerError, MethodError, ModelError, TargetError
 from convscope.result import Comparison, Explanation
 
 __all__ = ["compare", "explain", "split_batch_size"]
@@ -147,7 +153,17 @@ def explain(
     check_batch_size(batch_size)
     x, pixels, labels = prepare_inputs(bundle, images)
     n = x.shape[0]
-    tgt = resolve_targets(target, n, bundle.class_names, score=score)
+    unit = as_unit_target(target, bundle.model)
+    run_model = bundle.model
+    if unit is None:
+        tgt = resolve_targets(target, n, bundle.class_names, score=score)
+    else:  # a unit of a layer: the model seen through it has one output, the unit's value
+        check_unit_method(info.name)
+        check_hookable(bundle.model, "a unit target")
+        if score != "logit":
+            raise TargetError(f"a unit's value has no softmax: score={score!r} needs a class")
+        tgt = resolve_targets(0, n, None)
+        run_model = UnitScore(bundle.model, *unit)
     step = n
     if "batch_size" in accepted:  # a multi-pass method batches its copies itself
         if batch_size is not None:
@@ -161,6 +177,13 @@ def explain(
         check_hookable(bundle.model, info.name)
     with preserved(bundle.model, frozen=True), selecting(bundle.model, bundle.output) as net:
         refs = _layers(bundle, layer, x) if info.needs_layer else []
+        if unit is not None:
+            for ref in refs:
+                if not layer_runs_before(bundle.model, x, ref, unit[1]):
+                    raise LayerError(
+                        f"layer {ref.spec} runs after the unit's layer {unit[1].spec}: "
+                        f"{info.name} of unit {unit[0].spec} needs a layer at or before it"
+                    )
         starts = range(0, n, step)
         if progress and len(starts) > 1:
             from tqdm.auto import tqdm
@@ -168,7 +191,9 @@ def explain(
             starts = tqdm(starts, desc=info.name, unit="batch")
         for s in starts:
             part = tgt.subset(s, min(s + step, n))
-            ctx = Context(net, x[s : s + step], part, refs, progress=progress)
+            ctx = Context(
+                net if unit is None else run_model, x[s : s + step], part, refs, progress=progress
+            )
             out = info.fn(ctx, **options)
             raw, up, per_layer = _to_input_size(out.maps, x.shape[-2:])
             layer_maps.append(per_layer)
@@ -182,6 +207,8 @@ def explain(
     output = None if any(o is None for o in outputs) else torch.cat(outputs)
     idx = None if any(i is None for i in indices) else torch.cat(indices).tolist()
     names = [bundle.class_name(i) for i in idx] if idx is not None else ["custom target"] * n
+    if unit is not None:  # the output was the unit's value, not the model's classes
+        output, idx, names = None, None, [unit[0].spec] * n
     return Explanation(
         maps=torch.cat(maps),
         raw_maps=torch.cat(raws),
@@ -199,6 +226,7 @@ def explain(
             "model": bundle.name,
             "family": info.family,
             "score": score,
+            "unit": None if unit is None else unit[0].spec,
             "options": dict(options),
             # several layers: each layer's raw (N, h, w) map, in the order of `layer`
             "layer_maps": None if layer_maps[0] is None else _join(layer_maps),

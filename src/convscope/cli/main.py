@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     d.set_defaults(run="convscope.cli.demo:run")
 
+    rf = sub.add_parser(
+        "rf", help="a layer's receptive field: its geometry, a unit's input box, its picture"
+    )
+    rf.add_argument("images", nargs="*", metavar="IMAGE", help="photo(s) to draw on / average")
+    rf.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    rf.add_argument("--layer", "-l", required=True, help="layer name (_blocks.4, _swish@1)")
+    rf.add_argument(
+        "--unit", "-u", default=None, metavar="I,J", help="map position (default centre)"
+    )
+    rf.add_argument("--input-size", default=None, metavar="H[,W]", help="input size (default 224)")
+    rf.add_argument("--erf", action="store_true", help="also the effective receptive field")
+    rf.add_argument("--out", "-o", default=None, help="folder for rf.png (and erf.png)")
+    rf.set_defaults(run="convscope.cli.rf:run")
+
     la = sub.add_parser("layers", help="list a model's layers with output shapes")
     la.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     la.add_argument("--input-size", type=int, default=None, help="input height/width (default 224)")
