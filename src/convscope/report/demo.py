@@ -109,6 +109,7 @@ def build_demo(
     import convscope
     from convscope.api import prepare_inputs
     from convscope.data.samples import samples as available
+    from convscope.result import Comparison
 
     start = time.perf_counter()
     bundle = convscope.load_model(model)
@@ -134,14 +135,18 @@ def build_demo(
     model_layers = {m: v if isinstance(v, tuple) else (v, "") for m, v in given.items()}
     excluded = {m: TOO_SLOW[m] for m in wanted if m in TOO_SLOW and m not in model_layers}
     run = [m for m in wanted if m not in excluded]
-    comparison = convscope.compare(
-        bundle,
-        x,
-        run,
-        layer=layer,
-        options={m: o for m, o in opts.items() if m in run and o} or None,
-        layers={m: where for m, (where, _) in model_layers.items() if m in run} or None,
-        progress=progress,
+    comparison = (
+        convscope.compare(
+            bundle,
+            x,
+            run,
+            layer=layer,
+            options={m: o for m, o in opts.items() if m in run and o} or None,
+            layers={m: where for m, (where, _) in model_layers.items() if m in run} or None,
+            progress=progress,
+        )
+        if run
+        else Comparison()
     )
     results, skipped, seconds = comparison.explanations, comparison.skipped, comparison.seconds
     for r in results.values():
