@@ -124,6 +124,122 @@ def test_fingerprint_detects_changes():
     assert not fingerprints_equal(before, model_fingerprint(model))
 
 
+# -- dataset level (convscope.corpus): each public entry point, on success and on failure ------
+
+
+def _corpus_entry_points():
+    """(name, call(model, corpus_folder, tmp) -> anything) for every public corpus entry point."""
+    return {
+        "top_units": lambda m, c, tmp: convscope.top_units(m, c, ["act@1", "conv3"], k=3),
+        "top_units_checkpointed": lambda m, c, tmp: convscope.top_units(
+            m, c, "conv3", k=2, batch_size=2, checkpoint_dir=tmp, checkpoint_every=1
+        ),
+        "features": lambda m, c, tmp: convscope.features(m, c, "conv3", cache_dir=tmp),
+        "neighbours": lambda m, c, tmp: convscope.neighbours(
+            m, [c / "0.png"], c, "conv3", k=2, cache_dir=tmp
+        ),
+    }
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+    return tmp_path
+
+
+@pytest.mark.parametrize("entry", sorted(_corpus_entry_points()))
+def test_corpus_entry_points_leave_model_unchanged(entry, tiny_folder, tmp_path_factory):
+    from convscope.core.bundle import ModelBundle, Preprocess
+
+    model = TinyCNN()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    bundle = ModelBundle(model, preprocess=Preprocess(resize=16, crop=16))
+    _corpus_entry_points()[entry](bundle, tiny_folder, tmp_path_factory.mktemp("ckpt"))
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls
+
+    def boom(module, inputs, output):
+        raise RuntimeError("failed mid-corpus")
+
+    handle = model.conv3.register_forward_hook(boom)
+    before = model_fingerprint(model)
+    with pytest.raises(RuntimeError, match="mid-corpus"):
+        _corpus_entry_points()[entry](bundle, tiny_folder, tmp_path_factory.mktemp("ckpt"))
+    assert fingerprints_equal(before, model_fingerprint(model))
+    handle.remove()
+
+
+# -- feature visualization (convscope.visualize) -------------------------------------------------
+VIS_RUNS = {
+    "lucid": {"preset": "lucid"},
+    "simonyan": {"preset": "simonyan"},
+    "yosinski": {"preset": "yosinski"},
+    "fooling": {"preset": "fooling"},
+}
+
+
+@pytest.mark.parametrize("run", sorted(VIS_RUNS))
+@pytest.mark.parametrize("factory", [TinyCNN, TinyBN], ids=["tinycnn", "tinybn"])
+def test_visualize_leaves_model_unchanged(run, factory):
+    model = factory()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    layer = "conv3" if factory is TinyCNN else "conv"
+    r = convscope.visualize(
+        model, ["class:1", f"channel:{layer}:2"], steps=2, size=16, **VIS_RUNS[run]
+    )
+    assert r.images.shape[0] in (2, 8)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls
+
+
+def test_visualize_failure_mid_run_leaves_model_unchanged():
+    from convscope.featurevis import custom
+
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    steps = []
+
+    def fail_later(p):
+        steps.append(1)
+        if len(steps) > 2:
+            raise RuntimeError("objective failed mid-run")
+        return p.activations["act@1"].mean(dim=(1, 2, 3))
+
+    with pytest.raises(RuntimeError, match="mid-run"):
+        convscope.visualize(model, custom(fail_later, ["act@1"]), steps=5, size=16)
+    assert len(steps) == 3
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"objective": "channel:conv3:99"}, "out of range"),
+        ({"objective": "neuron:fc:1"}, "4-D"),
+        ({"objective": "class:9"}, "out of range"),
+        ({"objective": "class:1", "preset": "fooling", "l2": 0.1}, "contradicts"),
+    ],
+)
+def test_visualize_bad_input_leaves_model_unchanged(kwargs, match):
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    objective = kwargs.pop("objective")
+    with pytest.raises(convscope.ConvscopeError, match=match):
+        convscope.visualize(model, objective, steps=2, size=16, **kwargs)
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
 # -- inside the network (convscope.inside): every entry point, on success and on failure ---------
 
 

@@ -41,6 +41,13 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "top_units": "convscope.corpus.mining",
+    "load_top_units": "convscope.corpus.mining",
+    "TopUnits": "convscope.corpus.mining",
+    "features": "convscope.corpus.features",
+    "neighbours": "convscope.corpus.neighbours",
+    "embedding": "convscope.corpus.embedding",
+    "embedding_map": "convscope.corpus.embedding",
     "receptive_field": "convscope.inside.receptive_field",
     "receptive_fields": "convscope.inside.receptive_field",
     "ReceptiveField": "convscope.inside.receptive_field",
@@ -48,7 +55,12 @@ _EXPORTS = {
     "EffectiveReceptiveField": "convscope.inside.erf",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
+    "visualize": "convscope.featurevis.api",
+    "Visualization": "convscope.featurevis.result",
 }
+
+# subpackages reachable as attributes (``convscope.corpus.open(...)``) without importing them first
+_SUBPACKAGES = {"corpus"}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
@@ -61,6 +73,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.core.recorder import Recorder
     from convscope.core.registry import method_info, methods
     from convscope.core.units import Unit, parse_unit
+    from convscope.corpus.embedding import embedding, embedding_map
+    from convscope.corpus.features import features
+    from convscope.corpus.mining import TopUnits, load_top_units, top_units
+    from convscope.corpus.neighbours import neighbours
     from convscope.data.images import load_image, load_images
     from convscope.data.samples import samples
     from convscope.errors import (
@@ -71,6 +87,8 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.featurevis.api import visualize
+    from convscope.featurevis.result import Visualization
     from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
     from convscope.inside.receptive_field import (
         ReceptiveField,
@@ -83,6 +101,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"convscope.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'convscope' has no attribute {name!r}")

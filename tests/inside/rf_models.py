@@ -48,13 +48,15 @@ class BranchyNet(nn.Module):
 
 
 def linear_positive_copy(model: nn.Module) -> nn.Module:
-    """A float64 copy with every rectifier an identity, every max pool the average pool of the same
+    """A float64 copy with every rectifier (and GELU, LayerNorm) an identity, every max pool the average pool of the same
     window, and every weight positive: then no path from the input to a unit cancels, and the
     support of the unit's input gradient is exactly the set of pixels it depends on."""
     m = copy.deepcopy(model).double()
     for name, mod in list(m.named_modules()):
         new = None
-        if isinstance(mod, nn.ReLU | nn.ReLU6 | nn.Hardtanh | nn.LeakyReLU):
+        if isinstance(
+            mod, nn.ReLU | nn.ReLU6 | nn.Hardtanh | nn.LeakyReLU | nn.GELU | nn.LayerNorm
+        ):
             new = nn.Identity()
         elif isinstance(mod, nn.MaxPool2d):
             assert mod.dilation in (1, (1, 1))
@@ -69,7 +71,12 @@ def linear_positive_copy(model: nn.Module) -> nn.Module:
 
 
 def gradient_boxes(
-    probe: nn.Module, layer: str, size: tuple[int, int], units: list[tuple[int, int]], call: int = 0
+    probe: nn.Module,
+    layer: str,
+    size: tuple[int, int],
+    units: list[tuple[int, int]],
+    call: int = 0,
+    channels_last: bool = False,
 ) -> list[tuple[int, int, int, int]]:
     """(top, left, bottom, right) of the nonzero input gradient of each unit (i, j) of ``layer``
     (summed over its channels) in ``probe`` (see :func:`linear_positive_copy`); one forward."""
@@ -82,7 +89,8 @@ def gradient_boxes(
         handle.remove()
     boxes = []
     for i, j in units:
-        (g,) = torch.autograd.grad(outs[call][0, :, i, j].sum(), x, retain_graph=True)
+        value = outs[call][0, i, j, :] if channels_last else outs[call][0, :, i, j]
+        (g,) = torch.autograd.grad(value.sum(), x, retain_graph=True)
         nz = g[0].abs().sum(0) > 0
         rows = nz.any(1).nonzero()[:, 0]
         cols = nz.any(0).nonzero()[:, 0]
@@ -113,3 +121,29 @@ class ResampleNet(nn.Module):
         b = F.pad(b, (0, 0, -1, 0))  # crop the first row: 16x15
         a2 = F.interpolate(a, size=(16, 15), mode="nearest")
         return self.c2(torch.cat([a2, b], dim=1))
+
+
+class ChannelsLastNet(nn.Module):
+    """A ConvNeXt-style block: a strided stem, a depthwise 7x7 convolution, then channels-last
+    LayerNorm, Linear, GELU, Linear (which reshape the map to rows of pixels and back), a residual
+    addition, and a patchifying 2x2 stride-2 convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.stem = nn.Conv2d(3, 8, 2, stride=2)
+        self.dw = nn.Conv2d(8, 8, 7, padding=3, groups=8)
+        self.norm = nn.LayerNorm(8)
+        self.fc1 = nn.Linear(8, 16)
+        self.gelu = nn.GELU()
+        self.fc2 = nn.Linear(16, 8)
+        self.down = nn.Conv2d(8, 8, 2, stride=2)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(self.gelu(self.fc1(self.norm(y)))).permute(0, 3, 1, 2)
+        return self.down(x + y)

@@ -8,7 +8,13 @@ import torch
 
 import convscope
 from convscope.inside.receptive_field import receptive_field, receptive_fields
-from tests.inside.rf_models import BranchyNet, ResampleNet, gradient_boxes, linear_positive_copy
+from tests.inside.rf_models import (
+    BranchyNet,
+    ChannelsLastNet,
+    ResampleNet,
+    gradient_boxes,
+    linear_positive_copy,
+)
 from tests.models import TinyCNN
 
 
@@ -41,14 +47,14 @@ def test_tiny_cnn_by_hand():
     assert rfs["conv1"].box(15, 0) == (14, 0, 16, 2)
 
 
-def _all_units_match_probe(model, size, labels):
+def _all_units_match_probe(model, size, labels, channels_last=()):
     probe = linear_positive_copy(model)
     rfs = receptive_fields(model, labels, size)
     for label, rf in rfs.items():
         name, _, call = label.partition("@")
         h, w = rf.map_size
         units = [(i, j) for i in range(h) for j in range(w)]
-        want = gradient_boxes(probe, name, size, units, int(call or 0))
+        want = gradient_boxes(probe, name, size, units, int(call or 0), label in channels_last)
         assert [rf.box(i, j) for i, j in units] == want, label
     return rfs
 
@@ -74,6 +80,16 @@ def test_resampling_network_matches_the_probe_and_says_it_is_irregular():
     with pytest.raises(convscope.LayerError, match="no single receptive-field size.*uneven bins"):
         _ = bins.size
     assert "transposed" in rfs["up"].irregular
+
+
+def test_channels_last_linear_layers_are_followed_exactly():
+    """Linear layers on (N, H, W, C) maps run as a reshape to pixel rows, a matrix product and a
+    reshape back: each pixel stays its own row, so the fields stay per position."""
+    rfs = _all_units_match_probe(ChannelsLastNet(), (22, 18), ["dw", "fc2", "down"], ["fc2"])
+    assert rfs["fc2"].map_size == (11, 9)  # an (N, H, W, C) map
+    # stem 2x2/2, depthwise 7x7 pad 3 (size 2 + 6*2 = 14, offset -6), down 2x2/2 (+2: 16, stride 4)
+    assert rfs["down"].size == (16, 16) and rfs["down"].stride == (4, 4)
+    assert rfs["down"].offset == (-6, -6) and rfs["down"].exact
 
 
 def test_lite0_matches_the_probe_at_several_depths(lite0):

@@ -47,7 +47,8 @@ class ReceptiveField:
     Attributes:
         layer: the layer's name (``"_blocks.4"``, ``"_swish@1"``).
         input_size: (H, W) of the input the fields refer to.
-        map_size: (h, w) of the layer's map.
+        map_size: (h, w) of the layer's map (dims 2, 3 of an (N, C, H, W) output; 1, 2 of a
+            channels-last (N, H, W, C) one).
         rows, cols: (h, 2) and (w, 2) long tensors: the half-open input rows ``[top, bottom)``
             of the units in each map row, and the columns ``[left, right)`` of each map column.
         exact: False when some operator on the way was not followed exactly (its union of
@@ -177,15 +178,25 @@ def _is_index(v: Any) -> bool:
 
 
 def _per_position(axis: Axis, n_map: int, label: str, layer: str) -> tuple[torch.Tensor, ...]:
-    dim = 2 if label == "rows" else 3
     if axis.dim is None:
         return axis.lo.expand(n_map).clone(), axis.hi.expand(n_map).clone()
-    if axis.dim != dim:
-        raise LayerError(
-            f"layer {layer}'s map is not laid out as (N, C, H, W) over the input: the input's "
-            f"{label} run along its dimension {axis.dim}"
-        )
     return axis.lo.clone(), axis.hi.clone()
+
+
+def _map_dims(f: Field, label: str) -> tuple[int, int]:
+    """The output dimensions that follow the input's rows and columns: (2, 3) for (N, C, H, W),
+    (1, 2) for a channels-last (N, H, W, C) map."""
+    r, c = f.axes[0].dim, f.axes[1].dim
+    if r is None and c is None:
+        return 2, 3
+    r = c - 1 if r is None else r
+    c = r + 1 if c is None else c
+    if not (0 < r < c <= 3):
+        raise LayerError(
+            f"layer {label}'s map does not follow the input's rows and columns in order "
+            f"(rows along dimension {r}, columns along {c})"
+        )
+    return r, c
 
 
 def _regular(
@@ -345,7 +356,8 @@ def _make(traced: _Traced, ref: LayerRef, size: tuple[int, int]) -> ReceptiveFie
         )
     if f is None:
         raise LayerError(f"layer {label} does not depend on the input")
-    rf = ReceptiveField(label, size, tuple(shape[-2:]), f.axes[0], f.axes[1], f.notes)
+    r, c = _map_dims(f, label)
+    rf = ReceptiveField(label, size, (shape[r], shape[c]), f.axes[0], f.axes[1], f.notes)
     traced.built[label] = rf
     return rf
 

@@ -240,8 +240,10 @@ class FieldTracer(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
+        # Fields by tensor id. Tensors are not kept alive (a large model's activations would all
+        # stay in memory): a freed tensor's id may be reused, so every tensor an operator makes
+        # either gets its field or loses any stale one.
         self._fields: dict[int, Field] = {}
-        self._alive: list[torch.Tensor] = []  # ids stay unique while the fields are in use
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -261,12 +263,10 @@ class FieldTracer(TorchDispatchMode):
 
     def clear(self) -> None:
         self._fields.clear()
-        self._alive.clear()
 
     def _set(self, t: Any, f: Field) -> None:
         if isinstance(t, torch.Tensor):
             self._fields[id(t)] = f
-            self._alive.append(t)
 
     # -- dispatch ------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -275,7 +275,15 @@ class FieldTracer(TorchDispatchMode):
         flat, _ = tree_flatten((args, kwargs))
         ins = [t for t in flat if isinstance(t, torch.Tensor) and id(t) in self._fields]
         if not ins:
+            for t in tree_flatten(out)[0]:  # a new tensor that does not depend on the input
+                if isinstance(t, torch.Tensor):
+                    self._fields.pop(id(t), None)
             return out
+        fields = {id(t): self._fields[id(t)] for t in ins}
+        for t in tree_flatten(out)[0]:  # outputs the rule leaves alone must not keep stale fields
+            if isinstance(t, torch.Tensor):
+                self._fields.pop(id(t), None)
+        self._fields.update(fields)  # (an in-place operator returns its input)
         try:
             self._propagate(func, args, kwargs, ins, out)
         except Exception as e:  # a rule that does not fit: keep a superset, say so
@@ -324,6 +332,9 @@ class FieldTracer(TorchDispatchMode):
             return
         if name in ("cat", "stack"):
             self._set(main, self._cat(name, args, kwargs, main, where))
+            return
+        if name in ("mm", "addmm", "bmm", "baddbmm"):
+            self._set(main, self._matmul(name, args, main, where))
             return
         if f0 is None:  # the input flows in through a non-first argument: be safe
             self._assign_all(func, args, out, _hull_of(fields, f"{where} mixes its inputs"))
@@ -508,14 +519,33 @@ class FieldTracer(TorchDispatchMode):
             return f0
         axes = []
         for a in f0.axes:
-            if a.dim is None or x.shape[a.dim] == 1:
-                axes.append(a if a.dim is None else a.hull())
-            else:
+            if a.dim is None:
+                axes.append(a)
+                continue
+            found = _relocate(a, x.shape, out.shape)
+            if found is None:
                 return f0.hull(
-                    f"{where} merges the spatial dimensions {tuple(x.shape)} -> "
+                    f"{where} mixes the spatial dimensions {tuple(x.shape)} -> "
                     f"{tuple(out.shape)}; followed as a global operation"
                 )
+            axes.append(found)
         return Field(tuple(axes), f0.notes)  # type: ignore[arg-type]
+
+    def _matmul(self, name, args, out, where) -> Field:
+        """(b)mm / (b)addmm: row i of the product reads row i of the left factor and all of it
+        along the contracted dimension; column j reads column j of the right factor."""
+        left, right = (args[1], args[2]) if name.startswith(("addmm", "baddbmm")) else args[:2]
+        n = out.ndim
+        pairs = []
+        for t, contracted in ((left, n - 1), (right, n - 2)):
+            f = self._fields.get(id(t))
+            if f is None:
+                continue
+            axes = tuple(a.hull() if a.dim == contracted else a for a in f.axes)
+            pairs.append((_Shape(list(out.shape)), Field(axes, f.notes)))  # type: ignore[arg-type]
+        if name.startswith(("addmm", "baddbmm")) and id(args[0]) in self._fields:
+            pairs.append((args[0], self._fields[id(args[0])]))
+        return self._broadcast(pairs, out, where)
 
     def _permute(self, f0: Field, perm: list[int], ndim: int) -> Field:
         perm = [p % ndim for p in perm]
@@ -671,6 +701,28 @@ class _Shape:
     def __init__(self, shape: list[int]) -> None:
         self.shape = torch.Size(shape)
         self.ndim = len(shape)
+
+
+def _relocate(a: Axis, in_shape: torch.Size, out_shape: torch.Size) -> Axis | None:
+    """The axis after a reshape that moves its dimension: the per-element intervals laid out in
+    the new shape must vary along one dimension only (else None)."""
+    d = a.dim
+    assert d is not None
+    view = [1] * len(in_shape)
+    view[d] = in_shape[d]
+    lo = a.lo.view(view).expand(in_shape).reshape(out_shape)
+    hi = a.hi.view(view).expand(in_shape).reshape(out_shape)
+    if bool((lo == lo.flatten()[0]).all()) and bool((hi == hi.flatten()[0]).all()):
+        return Axis(None, lo.flatten()[:1], hi.flatten()[:1], None, a.why or "reshaped")
+    for k in range(len(out_shape)):
+        index = [0] * len(out_shape)
+        index[k] = slice(None)
+        line_lo, line_hi = lo[tuple(index)], hi[tuple(index)]
+        view = [1] * len(out_shape)
+        view[k] = out_shape[k]
+        if bool((lo == line_lo.view(view)).all()) and bool((hi == line_hi.view(view)).all()):
+            return Axis(k, line_lo.clone(), line_hi.clone(), a.geometry, a.why)
+    return None
 
 
 def _upsample_scale(name: str, args: Any, j: int) -> float | None:

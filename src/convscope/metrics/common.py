@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from convscope.core.bundle import ModelBundle
+from convscope.core.outputs import not_a_tensor
 from convscope.core.targets import TargetSpec, resolve_targets
 from convscope.errors import ConvscopeError
 from convscope.result import Explanation
@@ -52,7 +53,9 @@ def probabilities(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> 
     with torch.no_grad():
         for s in range(0, x.shape[0], step):
             out = model(x[s : s + step])
-            if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            if not isinstance(out, torch.Tensor):
+                raise not_a_tensor(out)
+            if out.ndim != 2:
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise ConvscopeError(
                     f"faithfulness metrics need a model output of shape (N, classes); got {shape}"

@@ -11,6 +11,7 @@ import torch
 
 from convscope.core.bundle import ModelBundle
 from convscope.core.guard import preserved
+from convscope.core.outputs import selecting
 from convscope.core.perturbed_batches import check_batch_size
 from convscope.core.targets import TargetSpec
 from convscope.data.inputs import prepare_inputs
@@ -135,11 +136,11 @@ def _score(
     rows = []
     for name, result in comparison.explanations.items():
         m = checked_maps(result, x)
-        with preserved(bundle.model):
-            probs = probabilities(bundle.model, x, batch_size)
+        with preserved(bundle.model), selecting(bundle.model, bundle.output) as net:
+            probs = probabilities(net, x, batch_size)
             targets = class_targets(bundle, None, result, probs)
             curves = batched_curves(
-                bundle.model,
+                net,
                 x,
                 pixel_ranks(m),
                 targets,
@@ -148,7 +149,7 @@ def _score(
                 batch_size,
             )
             original = probs.gather(1, targets[:, None])[:, 0]
-            conf = masked_confidence(bundle.model, x, m, targets, black, original, batch_size)
+            conf = masked_confidence(net, x, m, targets, black, original, batch_size)
         auc = curve_auc(curves, steps)
         rows.append(
             {

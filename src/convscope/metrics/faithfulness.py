@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from convscope.core.guard import preserved
+from convscope.core.outputs import selecting
 from convscope.core.perturbed_batches import check_batch_size
 from convscope.core.targets import TargetSpec
 from convscope.data.inputs import prepare_inputs
@@ -174,10 +175,10 @@ def _curve_metric(
     x = prepare_inputs(bundle, images)[0]
     m = checked_maps(maps, x)
     base = baseline_input(baseline, x, black_input(bundle, x, known), sigma)
-    with preserved(bundle.model):
-        targets = class_targets(bundle, target, maps, probabilities(bundle.model, x, batch_size))
+    with preserved(bundle.model), selecting(bundle.model, bundle.output) as net:
+        targets = class_targets(bundle, target, maps, probabilities(net, x, batch_size))
         curves = batched_curves(
-            bundle.model,
+            net,
             x,
             pixel_ranks(m),
             targets,
@@ -308,8 +309,8 @@ def average_drop_increase(
     base = baseline_input(
         "constant" if baseline is None else baseline, x, black_input(bundle, x, known), 5.0
     )
-    with preserved(bundle.model):
-        probs = probabilities(bundle.model, x, batch_size)
+    with preserved(bundle.model), selecting(bundle.model, bundle.output) as net:
+        probs = probabilities(net, x, batch_size)
         targets = class_targets(bundle, target, maps, probs)
         original = probs.gather(1, targets[:, None])[:, 0]
-        return masked_confidence(bundle.model, x, m, targets, base, original, batch_size)
+        return masked_confidence(net, x, m, targets, base, original, batch_size)

@@ -76,6 +76,8 @@ def build_demo(
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_checkpoints: int | Sequence[str] = 6,
+    corpus: str | None = "samples-crops:96",
+    featurevis: Mapping[str, Any] | bool = True,
     progress: bool = True,
 ) -> Page:
     """A :class:`Page` with three sections.
@@ -102,6 +104,12 @@ def build_demo(
         sanity_checkpoints: the stages of the top-down cascade at which maps are shown: a number
             ``k`` (:func:`~convscope.metrics.sanity.checkpoint_layers`: ``k`` convolutional or
             linear layers evenly spread from the top layer down to the first) or layer names.
+        corpus: the corpus of the "What the dataset says" section
+            (:mod:`convscope.report.corpus_section`); None leaves the section out.
+        featurevis: the "What excites the network" section (feature visualizations of the
+            photos' top classes, Yosinski's four priors, a fooling image, a channel grid): True for
+            :data:`~convscope.report.featurevis_section.DEMO_FEATUREVIS`, a dict to override its
+            settings, False to leave it out.
         progress: show progress bars.
     """
     import torch
@@ -186,6 +194,20 @@ def build_demo(
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
+    if corpus is not None:
+        from convscope.report.corpus_section import corpus_section
+
+        mark = time.perf_counter()
+        page.sections.append(corpus_section(page, bundle, corpus=corpus, progress=progress))
+        phases["dataset"] = time.perf_counter() - mark
+    if featurevis is not False and first["gradcam"].targets:
+        from convscope.report.featurevis_section import featurevis_section
+
+        own = featurevis if isinstance(featurevis, Mapping) else None
+        fv, phases["feature visualization"] = featurevis_section(
+            page, bundle, first["gradcam"].targets, own, progress
+        )
+        page.sections.append(fv)
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
     page.footer = (
         f"Made by convscope {convscope.__version__} in {time.perf_counter() - start:.1f} s "
