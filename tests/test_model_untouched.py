@@ -124,6 +124,69 @@ def test_fingerprint_detects_changes():
     assert not fingerprints_equal(before, model_fingerprint(model))
 
 
+# -- feature visualization (convscope.visualize) -------------------------------------------------
+VIS_RUNS = {
+    "lucid": {"preset": "lucid"},
+    "simonyan": {"preset": "simonyan"},
+    "yosinski": {"preset": "yosinski"},
+    "fooling": {"preset": "fooling"},
+}
+
+
+@pytest.mark.parametrize("run", sorted(VIS_RUNS))
+@pytest.mark.parametrize("factory", [TinyCNN, TinyBN], ids=["tinycnn", "tinybn"])
+def test_visualize_leaves_model_unchanged(run, factory):
+    model = factory()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    layer = "conv3" if factory is TinyCNN else "conv"
+    r = convscope.visualize(
+        model, ["class:1", f"channel:{layer}:2"], steps=2, size=16, **VIS_RUNS[run]
+    )
+    assert r.images.shape[0] in (2, 8)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls
+
+
+def test_visualize_failure_mid_run_leaves_model_unchanged():
+    from convscope.featurevis import custom
+
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    steps = []
+
+    def fail_later(p):
+        steps.append(1)
+        if len(steps) > 2:
+            raise RuntimeError("objective failed mid-run")
+        return p.activations["act@1"].mean(dim=(1, 2, 3))
+
+    with pytest.raises(RuntimeError, match="mid-run"):
+        convscope.visualize(model, custom(fail_later, ["act@1"]), steps=5, size=16)
+    assert len(steps) == 3
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"objective": "channel:conv3:99"}, "out of range"),
+        ({"objective": "neuron:fc:1"}, "4-D"),
+        ({"objective": "class:9"}, "out of range"),
+        ({"objective": "class:1", "preset": "fooling", "l2": 0.1}, "contradicts"),
+    ],
+)
+def test_visualize_bad_input_leaves_model_unchanged(kwargs, match):
+    model = TinyCNN()
+    _prepare(model)
+    before = model_fingerprint(model)
+    objective = kwargs.pop("objective")
+    with pytest.raises(convscope.ConvscopeError, match=match):
+        convscope.visualize(model, objective, steps=2, size=16, **kwargs)
+    assert fingerprints_equal(before, model_fingerprint(model))
+
+
 # -- inside the network (convscope.inside): every entry point, on success and on failure ---------
 
 

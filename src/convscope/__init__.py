@@ -48,6 +48,8 @@ _EXPORTS = {
     "EffectiveReceptiveField": "convscope.inside.erf",
     "weight_templates": "convscope.inside.templates",
     "WeightTemplates": "convscope.inside.templates",
+    "visualize": "convscope.featurevis.api",
+    "Visualization": "convscope.featurevis.result",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -71,6 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover
         ModelError,
         TargetError,
     )
+    from convscope.featurevis.api import visualize
+    from convscope.featurevis.result import Visualization
     from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
     from convscope.inside.receptive_field import (
         ReceptiveField,

@@ -120,6 +120,7 @@ def test_demo_builds_a_page(tmp_path, capsys, monkeypatch):
         methods=["gradcam", "saliency", "cam", "eigencam"],
         sanity_methods=["gradcam", "saliency"],
         sanity_stages=2,
+        featurevis=False,  # its section is tested in tests/report/test_demo.py
     )
     monkeypatch.setattr(demo, "build_demo", cheap)
     out = tmp_path / "demo"

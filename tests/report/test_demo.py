@@ -1,5 +1,5 @@
-"""The demo page: its three sections (predictions, every method side by side, the sanity check),
-built cheaply (two photos, a few methods), and the page builder it grows from."""
+"""The demo page: its four sections (predictions, every method side by side, the sanity check,
+feature visualization), built cheaply (two photos, a few methods), and the page builder it grows from."""
 
 from __future__ import annotations
 
@@ -40,8 +40,19 @@ def page() -> Page:
         layer="_blocks.15",
         sanity_methods=SANITY,
         sanity_stages=3,
+        featurevis=FEATUREVIS,
         progress=False,
     )
+
+
+FEATUREVIS = {
+    "size": 32,
+    "steps": 2,
+    "yosinski_steps": 2,
+    "fooling_steps": 2,
+    "channels": 3,
+    "layer": "_blocks.4",
+}
 
 
 def section(page: Page, start: str) -> Section:
@@ -53,11 +64,12 @@ def png(page: Page, src: str) -> Image.Image:
     return Image.open(io.BytesIO(page.assets[src]))
 
 
-def test_three_sections_and_every_figure_is_an_asset(page):
+def test_four_sections_and_every_figure_is_an_asset(page):
     assert [s.title.split(":")[0] for s in page.sections] == [
         "Predictions and where they come from",
         "Every method side by side",
         "Sanity check",
+        "What excites the network",
     ]
     srcs = {f.src for s in page.sections for c in s.cards for f in c.figures}
     assert srcs == set(page.assets)
@@ -65,7 +77,7 @@ def test_three_sections_and_every_figure_is_an_asset(page):
     for src in page.assets:  # every asset is shown (none written for nothing)
         assert f"src='{src}'" in text
     files = page.files()
-    assert files["index.html"].decode().count("<section>") == 3
+    assert files["index.html"].decode().count("<section>") == 4
     assert re.search(r"Made by convscope \S+ in [\d.]+ s \(methods [\d.]+ s", page.footer)
 
 
@@ -167,9 +179,30 @@ def test_sanity_section_shows_the_cascade_with_spearman_under_each_map(page):
 
 def test_no_sanity_section_without_its_photo():
     page = build_demo(
-        samples=["coffee"], methods=["gradcam"], sanity_sample="chelsea", progress=False
+        samples=["coffee"],
+        methods=["gradcam"],
+        sanity_sample="chelsea",
+        featurevis=False,
+        progress=False,
     )
     assert [s.title for s in page.sections][-1] == "Every method side by side"
+
+
+def test_featurevis_section_shows_classes_yosinski_fooling_and_channels(page):
+    s = section(page, "What excites the network")
+    assert "32 x 32 pixels" in s.intro and "only 2 steps" in s.intro  # the page says it is cheap
+    titles = [c.title for c in s.cards]
+    # the two photos' top classes (espresso, and the cat's), deduplicated, in one card
+    assert titles[0] == "The photos' top classes (lucid)"
+    assert "espresso" in s.cards[0].figures[0].caption
+    assert all(re.search(r"p = \d+%", f.caption) for f in s.cards[0].figures)
+    assert titles[1] == "espresso: Yosinski et al.'s four priors"
+    assert len(s.cards[1].figures) == 4
+    assert titles[2] == "Fooling: school bus" and "top-1: " in s.cards[2].figures[0].caption
+    assert titles[3].startswith("Channels 0-2 of _blocks.4") and len(s.cards[3].figures) == 3
+    for card in s.cards:
+        for f in card.figures:
+            assert png(page, f.src).size == (32, 32)
 
 
 def test_unknown_method_fails_before_any_work():

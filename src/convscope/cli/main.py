@@ -82,6 +82,39 @@ def build_parser() -> argparse.ArgumentParser:
     _max_pixels(ev)
     ev.set_defaults(run="convscope.cli.evaluate:run")
 
+    v = sub.add_parser(
+        "visualize", help="images that maximize a class, a channel or a neuron (feature vis.)"
+    )
+    v.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    v.add_argument(
+        "--objective",
+        action="append",
+        metavar="OBJ",
+        help="class:NAME|INDEX, prob:NAME, channel:LAYER:K, neuron:LAYER:K[:I:J] (repeatable; "
+        "all run as one batch)",
+    )
+    v.add_argument("--layer", "-l", default=None, help="with --channels: a whole layer's grid")
+    v.add_argument("--channels", default=None, help="channels of --layer, e.g. 0-31 or 3,5,9")
+    v.add_argument(
+        "--preset",
+        default="lucid",
+        choices=["lucid", "simonyan", "yosinski", "fooling", "none"],
+        help="the recipe (default lucid; none: options only)",
+    )
+    v.add_argument("--steps", type=int, default=None, help="optimization steps (default: preset's)")
+    v.add_argument("--size", type=int, default=None, help="image size (default: the model's)")
+    v.add_argument("--batch", type=int, default=None, help="images per objective (default 1)")
+    v.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    v.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option, e.g. -O lr=0.1 -O param=pixels (repeatable)",
+    )
+    v.add_argument("--out", "-o", default="convscope-vis", help="output folder")
+    v.set_defaults(run="convscope.cli.visualize:run")
+
     d = sub.add_parser("demo", help="build the demo page from the sample photos")
     d.add_argument("--out", "-o", default="convscope-demo", help="output folder")
     d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")

@@ -82,6 +82,7 @@ def build_demo(
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_stages: int | Sequence[str] = 6,
+    featurevis: Mapping[str, Any] | bool = True,
     progress: bool = True,
 ) -> Page:
     """A :class:`Page` with three sections.
@@ -107,6 +108,10 @@ def build_demo(
         sanity_methods: the methods checked.
         sanity_stages: the checkpoints of the top-down cascade: a number ``k`` (``k`` convolutional
             or linear layers evenly spread from the top layer down to the first) or layer names.
+        featurevis: the "What excites the network" section (feature visualizations of the
+            photos' top classes, Yosinski's four priors, a fooling image, a channel grid): True for
+            :data:`~convscope.report.featurevis_section.DEMO_FEATUREVIS`, a dict to override its
+            settings, False to leave it out.
         progress: show progress bars.
     """
     import torch
@@ -197,6 +202,14 @@ def build_demo(
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
+    if featurevis is not False and first["gradcam"].targets:
+        from convscope.report.featurevis_section import featurevis_section
+
+        own = featurevis if isinstance(featurevis, Mapping) else None
+        fv, phases["feature visualization"] = featurevis_section(
+            page, bundle, first["gradcam"].targets, own, progress
+        )
+        page.sections.append(fv)
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
     page.footer = (
         f"Made by convscope {convscope.__version__} in {time.perf_counter() - start:.1f} s "
