@@ -70,7 +70,7 @@ def receptive_field_card(
             f"rf_erf_{layer}.png",
             png_bytes(erf_picture(erf.map, rf.box(i, j), 220, colour=BOX_COLOURS[k], zoom=True)),
         )
-        figures.append(Figure(src, f"{layer}: mean |d unit / d input|, its box", "220px"))
+        figures.append(Figure(src, f"{layer}: mean |d unit / d input|, box outlined", "220px"))
         geo = f"{rf.size[0]} x {rf.size[1]}" if rf.regular else "irregular"
         stride = f"{rf.stride[0]}" if rf.regular else "-"
         rows.append(
