@@ -129,3 +129,22 @@ def test_compare_takes_the_selector():
         model, x, ["gradcam", "saliency"], layer="net.conv3", output="logits"
     )
     assert set(results) == {"gradcam", "saliency"} and not skipped
+
+
+def test_faithfulness_metrics_use_the_bundles_selector():
+    from convscope import metrics
+
+    model, x = Heads("dict"), tiny_input(2)
+    bundle = convscope.load_model(model, output="logits")
+    got = metrics.evaluate(bundle, x, ["saliency"], steps=4)[0]
+    plain = convscope.load_model(model.net)  # a bundle too: the same black level
+    want = metrics.evaluate(plain, x, ["saliency"], steps=4)[0]
+    for key in ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence"):
+        assert got[key] == pytest.approx(want[key], rel=1e-5), key
+    maps = convscope.explain(bundle, x, "saliency")
+    torch.testing.assert_close(
+        metrics.deletion(bundle, x, maps, steps=4).curves,
+        metrics.deletion(plain, x, maps, steps=4).curves,
+    )
+    with pytest.raises(ModelError, match="not one tensor of logits"):
+        metrics.deletion(model, x, maps, steps=4)

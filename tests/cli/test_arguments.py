@@ -43,6 +43,10 @@ def test_method_lists():
     assert parse_methods("all") == (registered(), True)
     assert parse_methods("all,saliency") == (registered(), True)
     assert parse_methods("saliency,ALL") == (registered(), True)
+    from convscope.cli.evaluate import _methods  # evaluate --methods reads the same way
+
+    assert _methods("gradcam,all") == (registered(), True)
+    assert _methods("saliency,saliency") == (["saliency"], False)
 
 
 def test_a_repeated_method_is_run_once(tmp_path, capsys):

@@ -65,17 +65,11 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
 
 
 def _methods(text: str) -> tuple[list[str], bool]:
-    """(method names, whether "all" was asked); unknown names raise MethodError here, before any
-    model is loaded."""
-    from convscope.core.registry import get_method, methods
-    from convscope.errors import ConvscopeError
+    """(method names, whether "all" was asked, anywhere in the list); unknown names raise
+    MethodError here, before any model is loaded."""
+    from convscope.cli.explain import parse_methods
 
-    if text.strip().lower() == "all":
-        return methods(), True
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
-        raise ConvscopeError("--methods is empty; give comma-separated method names, or all")
-    return list(dict.fromkeys(get_method(n).name for n in names)), False
+    return parse_methods(text, "--methods")
 
 
 def run(args: argparse.Namespace) -> int:

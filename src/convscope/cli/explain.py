@@ -53,7 +53,7 @@ def parse_options(items: list[str] | None, methods: list[str]) -> dict[str, dict
     return out
 
 
-def parse_methods(text: str) -> tuple[list[str], bool]:
+def parse_methods(text: str, flag: str = "--method") -> tuple[list[str], bool]:
     """``--method`` -> (registered names in the order given, without repeats; whether ``all``
     was among them: then every registered method, whatever else is listed)."""
     from convscope.core.registry import get_method
@@ -62,7 +62,7 @@ def parse_methods(text: str) -> tuple[list[str], bool]:
 
     names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
-        raise MethodError("--method is empty; give a method name (`convscope methods`) or all")
+        raise MethodError(f"{flag} is empty; give method names (`convscope methods`) or all")
     known = [get_method(n).name for n in names if n.lower() != "all"]  # unknown names fail here
     if len(known) < len(names):
         return registered(), True

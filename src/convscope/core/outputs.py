@@ -50,17 +50,16 @@ def describe(output: Any, depth: int = 0) -> str:
 
 
 def _fields(output: Any) -> list[tuple[str, Any]]:
+    """(name, value) pairs of a mapping-like or plain object (for :func:`describe`)."""
     keys = getattr(output, "keys", None)
     if callable(keys):
         try:
             return [(k, output[k]) for k in keys()]
         except Exception:
             return []
-    return (
-        [(k, v) for k, v in vars(output).items() if not k.startswith("_")]
-        if hasattr(output, "__dict__")
-        else []
-    )
+    if not hasattr(output, "__dict__"):
+        return []
+    return [(k, v) for k, v in vars(output).items() if not k.startswith("_")]
 
 
 def select(output: Any, selector: OutputSelector) -> Any:

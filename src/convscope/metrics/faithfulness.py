@@ -38,6 +38,7 @@ from torch import nn
 
 from convscope.core.bundle import ModelBundle, Preprocess
 from convscope.core.guard import preserved
+from convscope.core.outputs import not_a_tensor, selecting
 from convscope.core.result import Explanation
 from convscope.core.targets import TargetSpec, resolve_targets
 from convscope.errors import ConvscopeError
@@ -153,7 +154,9 @@ def _probs(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.T
     with torch.no_grad():
         for s in range(0, x.shape[0], step):
             out = model(x[s : s + step])
-            if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            if not isinstance(out, torch.Tensor):
+                raise not_a_tensor(out)
+            if out.ndim != 2:
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise ConvscopeError(
                     f"faithfulness metrics need a model output of shape (N, classes); got {shape}"
@@ -314,10 +317,10 @@ def _curve_metric(
     x = _inputs(bundle, images)
     m = _maps(maps, x)
     base = _baseline(baseline, x, black_input(bundle, x, known), sigma)
-    with preserved(bundle.model):
-        targets = _class_targets(bundle, target, maps, _probs(bundle.model, x, batch_size))
+    with preserved(bundle.model), selecting(bundle.model, bundle.output) as net:
+        targets = _class_targets(bundle, target, maps, _probs(net, x, batch_size))
         curves = _curves(
-            bundle.model,
+            net,
             x,
             pixel_ranks(m),
             targets,
@@ -448,11 +451,11 @@ def average_drop_increase(
     base = _baseline(
         "constant" if baseline is None else baseline, x, black_input(bundle, x, known), 5.0
     )
-    with preserved(bundle.model):
-        probs = _probs(bundle.model, x, batch_size)
+    with preserved(bundle.model), selecting(bundle.model, bundle.output) as net:
+        probs = _probs(net, x, batch_size)
         targets = _class_targets(bundle, target, maps, probs)
         original = probs.gather(1, targets[:, None])[:, 0]
-        return _confidence(bundle.model, x, m, targets, base, original, batch_size)
+        return _confidence(net, x, m, targets, base, original, batch_size)
 
 
 METRIC_COLUMNS = ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence")
@@ -513,11 +516,11 @@ def evaluate(
         sync()
         seconds = time.perf_counter() - t0
         m = _maps(result, x)
-        with preserved(bundle.model):
-            probs = _probs(bundle.model, x, batch_size)
+        with preserved(bundle.model), selecting(bundle.model, bundle.output) as net:
+            probs = _probs(net, x, batch_size)
             targets = _class_targets(bundle, None, result, probs)
             curves = _curves(
-                bundle.model,
+                net,
                 x,
                 pixel_ranks(m),
                 targets,
@@ -526,7 +529,7 @@ def evaluate(
                 batch_size,
             )
             original = probs.gather(1, targets[:, None])[:, 0]
-            conf = _confidence(bundle.model, x, m, targets, black, original, batch_size)
+            conf = _confidence(net, x, m, targets, black, original, batch_size)
         auc = _auc(curves, steps)
         rows.append(
             {
