@@ -54,3 +54,32 @@ class TinyBN(nn.Module):
 
 def tiny_input(n: int = 4, size: int = 16, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def tiny_bundle(size: int = 24):
+    """TinyCNN with a preprocessing that resizes and crops to ``size`` pixels (for corpus jobs;
+    also a ``MODULE:FACTORY`` model for ``convscope mine``: ``tests.models:tiny_bundle``)."""
+    from convscope.core.bundle import ModelBundle, Preprocess
+
+    return ModelBundle(
+        TinyCNN(), name="tiny", preprocess=Preprocess(resize=size, crop=size), default_layer="conv3"
+    )
+
+
+class SlowTinyCNN(TinyCNN):
+    """TinyCNN that sleeps 40 ms per forward pass, so that a test can kill a job mid-run."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(0.04)
+        return super().forward(x)
+
+
+def slow_tiny_bundle(size: int = 24):
+    """:class:`SlowTinyCNN` as :func:`tiny_bundle` (``tests.models:slow_tiny_bundle``)."""
+    from convscope.core.bundle import ModelBundle, Preprocess
+
+    return ModelBundle(
+        SlowTinyCNN(), name="slow-tiny", preprocess=Preprocess(resize=size, crop=size)
+    )

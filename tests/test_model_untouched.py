@@ -124,6 +124,59 @@ def test_fingerprint_detects_changes():
     assert not fingerprints_equal(before, model_fingerprint(model))
 
 
+# -- dataset level (convscope.corpus): each public entry point, on success and on failure ------
+
+
+def _corpus_entry_points():
+    """(name, call(model, corpus_folder, tmp) -> anything) for every public corpus entry point."""
+    return {
+        "top_units": lambda m, c, tmp: convscope.top_units(m, c, ["act@1", "conv3"], k=3),
+        "top_units_checkpointed": lambda m, c, tmp: convscope.top_units(
+            m, c, "conv3", k=2, batch_size=2, checkpoint_dir=tmp, checkpoint_every=1
+        ),
+        "features": lambda m, c, tmp: convscope.features(m, c, "conv3", cache_dir=tmp),
+        "neighbours": lambda m, c, tmp: convscope.neighbours(
+            m, [c / "0.png"], c, "conv3", k=2, cache_dir=tmp
+        ),
+    }
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+    return tmp_path
+
+
+@pytest.mark.parametrize("entry", sorted(_corpus_entry_points()))
+def test_corpus_entry_points_leave_model_unchanged(entry, tiny_folder, tmp_path_factory):
+    from convscope.core.bundle import ModelBundle, Preprocess
+
+    model = TinyCNN()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    bundle = ModelBundle(model, preprocess=Preprocess(resize=16, crop=16))
+    _corpus_entry_points()[entry](bundle, tiny_folder, tmp_path_factory.mktemp("ckpt"))
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls
+
+    def boom(module, inputs, output):
+        raise RuntimeError("failed mid-corpus")
+
+    handle = model.conv3.register_forward_hook(boom)
+    before = model_fingerprint(model)
+    with pytest.raises(RuntimeError, match="mid-corpus"):
+        _corpus_entry_points()[entry](bundle, tiny_folder, tmp_path_factory.mktemp("ckpt"))
+    assert fingerprints_equal(before, model_fingerprint(model))
+    handle.remove()
+
+
 # -- feature visualization (convscope.visualize) -------------------------------------------------
 VIS_RUNS = {
     "lucid": {"preset": "lucid"},

@@ -41,6 +41,13 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "top_units": "convscope.corpus.mining",
+    "load_top_units": "convscope.corpus.mining",
+    "TopUnits": "convscope.corpus.mining",
+    "features": "convscope.corpus.features",
+    "neighbours": "convscope.corpus.neighbours",
+    "embedding": "convscope.corpus.embedding",
+    "embedding_map": "convscope.corpus.embedding",
     "receptive_field": "convscope.inside.receptive_field",
     "receptive_fields": "convscope.inside.receptive_field",
     "ReceptiveField": "convscope.inside.receptive_field",
@@ -51,6 +58,9 @@ _EXPORTS = {
     "visualize": "convscope.featurevis.api",
     "Visualization": "convscope.featurevis.result",
 }
+
+# subpackages reachable as attributes (``convscope.corpus.open(...)``) without importing them first
+_SUBPACKAGES = {"corpus"}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
@@ -63,6 +73,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.core.registry import method_info, methods
     from convscope.core.result import Explanation
     from convscope.core.units import Unit, parse_unit
+    from convscope.corpus.embedding import embedding, embedding_map
+    from convscope.corpus.features import features
+    from convscope.corpus.mining import TopUnits, load_top_units, top_units
+    from convscope.corpus.neighbours import neighbours
     from convscope.data.images import load_image, load_images
     from convscope.data.samples import samples
     from convscope.errors import (
@@ -86,6 +100,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"convscope.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'convscope' has no attribute {name!r}")

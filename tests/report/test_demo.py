@@ -40,6 +40,7 @@ def page() -> Page:
         layer="_blocks.15",
         sanity_methods=SANITY,
         sanity_stages=3,
+        corpus=None,  # the dataset section has its own test (test_corpus_section.py)
         featurevis=FEATUREVIS,
         progress=False,
     )
@@ -183,6 +184,7 @@ def test_no_sanity_section_without_its_photo():
         samples=["coffee"],
         methods=["gradcam"],
         sanity_sample="chelsea",
+        corpus=None,
         featurevis=False,
         receptive_fields=False,
         progress=False,

@@ -82,6 +82,56 @@ def build_parser() -> argparse.ArgumentParser:
     _max_pixels(ev)
     ev.set_defaults(run="convscope.cli.evaluate:run")
 
+    mi = sub.add_parser(
+        "mine", help="top-k images and patches of every channel of a layer over a corpus"
+    )
+    from convscope.corpus.mine import add_arguments as add_mine_arguments
+
+    add_mine_arguments(mi, DEFAULT_MODEL)
+    mi.set_defaults(run="convscope.cli.mine:run")
+
+    nb = sub.add_parser("neighbours", help="corpus images nearest to query images (features)")
+    nb.add_argument("queries", nargs="+", metavar="QUERY", help="image files or sample:NAME")
+    nb.add_argument("--corpus", "-c", required=True, help="folder, samples or samples-crops[:N]")
+    nb.add_argument("--layer", "-l", required=True, help="layer whose pooled features are compared")
+    nb.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"model, or MODULE:FACTORY (default {DEFAULT_MODEL})",
+    )
+    nb.add_argument("--k", "-k", type=int, default=8, help="neighbours per query (default 8)")
+    nb.add_argument("--metric", choices=("cosine", "l2"), default="cosine")
+    nb.add_argument("--out", "-o", default=None, help="PNG of the neighbours figure")
+    nb.add_argument(
+        "--cache", default=None, help="feature cache folder (default ~/.cache/convscope)"
+    )
+    nb.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    nb.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding images")
+    nb.set_defaults(run="convscope.cli.neighbours:run")
+
+    em = sub.add_parser("embed", help="a corpus's images at the 2-D embedding of their features")
+    em.add_argument("corpus", help="folder, samples or samples-crops[:N]")
+    em.add_argument("--layer", "-l", required=True, help="layer whose pooled features are embedded")
+    em.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"model, or MODULE:FACTORY (default {DEFAULT_MODEL})",
+    )
+    em.add_argument("--method", choices=("tsne", "umap", "pca"), default="tsne")
+    em.add_argument("--seed", type=int, default=0, help="random seed of the embedding")
+    em.add_argument("--out", "-o", default="embedding.png", help="PNG of the map")
+    em.add_argument("--cell", type=int, default=48, help="thumbnail size in pixels")
+    em.add_argument(
+        "--colour-by-class", action="store_true", help="frame each image by its predicted class"
+    )
+    em.add_argument(
+        "--cache", default=None, help="feature cache folder (default ~/.cache/convscope)"
+    )
+    em.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    em.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding images")
+    em.set_defaults(run="convscope.cli.embed:run")
     v = sub.add_parser(
         "visualize", help="images that maximize a class, a channel or a neuron (feature vis.)"
     )

@@ -82,6 +82,7 @@ def build_demo(
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_stages: int | Sequence[str] = 6,
+    corpus: str | None = "samples-crops:96",
     featurevis: Mapping[str, Any] | bool = True,
     receptive_fields: bool = True,
     progress: bool = True,
@@ -109,6 +110,8 @@ def build_demo(
         sanity_methods: the methods checked.
         sanity_stages: the checkpoints of the top-down cascade: a number ``k`` (``k`` convolutional
             or linear layers evenly spread from the top layer down to the first) or layer names.
+        corpus: the corpus of the "What the dataset says" section
+            (:mod:`convscope.report.corpus_section`); None leaves the section out.
         featurevis: the "What excites the network" section (feature visualizations of the
             photos' top classes, Yosinski's four priors, a fooling image, a channel grid): True for
             :data:`~convscope.report.featurevis_section.DEMO_FEATUREVIS`, a dict to override its
@@ -212,6 +215,12 @@ def build_demo(
         mark = time.perf_counter()
         page.sections.append(receptive_field_section(page, bundle, x, names[0]))
         phases["receptive fields"] = time.perf_counter() - mark
+    if corpus is not None:
+        from convscope.report.corpus_section import corpus_section
+
+        mark = time.perf_counter()
+        page.sections.append(corpus_section(page, bundle, corpus=corpus, progress=progress))
+        phases["dataset"] = time.perf_counter() - mark
     if featurevis is not False and first["gradcam"].targets:
         from convscope.report.featurevis_section import featurevis_section
 
