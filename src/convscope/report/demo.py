@@ -82,6 +82,7 @@ def build_demo(
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_stages: int | Sequence[str] = 6,
+    inside: bool = True,
     corpus: str | None = "samples-crops:96",
     featurevis: Mapping[str, Any] | bool = True,
     receptive_fields: bool = True,
@@ -110,6 +111,8 @@ def build_demo(
         sanity_methods: the methods checked.
         sanity_stages: the checkpoints of the top-down cascade: a number ``k`` (``k`` convolutional
             or linear layers evenly spread from the top layer down to the first) or layer names.
+        inside: add the "Inside the network" section (first-layer filters, the pipeline strip
+            of the first photo, per-layer statistics; :mod:`convscope.report.inside_section`).
         corpus: the corpus of the "What the dataset says" section
             (:mod:`convscope.report.corpus_section`); None leaves the section out.
         featurevis: the "What excites the network" section (feature visualizations of the
@@ -215,6 +218,12 @@ def build_demo(
         mark = time.perf_counter()
         page.sections.append(receptive_field_section(page, bundle, x, names[0]))
         phases["receptive fields"] = time.perf_counter() - mark
+    if inside:
+        from convscope.report.inside_section import inside_section
+
+        mark = time.perf_counter()
+        page.sections.append(inside_section(page, bundle, x, names))
+        phases["inside"] = time.perf_counter() - mark
     if corpus is not None:
         from convscope.report.corpus_section import corpus_section
 
