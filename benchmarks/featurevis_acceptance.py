@@ -39,7 +39,7 @@ CLASSES = [
     "daisy",
     "volcano",
 ]
-LAYERS = ["_blocks.2", "_blocks.7", "_blocks.12"]
+LAYERS = ["_blocks.4", "_blocks.9", "_blocks.13"]
 PHOTOS = [
     "astronaut",
     "chelsea",
@@ -173,7 +173,7 @@ def _photo_batch(bundle):
     return x
 
 
-def part_c(bundle, steps, out, layers=None, channels=32):
+def part_c(bundle, steps, out, layers=None, channels=32, size=224):
     layers = layers or LAYERS
     x = _photo_batch(bundle)
     results, figs = [], []
@@ -185,7 +185,11 @@ def part_c(bundle, steps, out, layers=None, channels=32):
         photo_max = acts[:, :channels].mean(dim=(2, 3)).amax(dim=0)  # (channels,)
         t = time.perf_counter()
         r = convscope.visualize(
-            bundle, [f"channel:{layer}:{k}" for k in range(channels)], steps=steps, preset="lucid"
+            bundle,
+            [f"channel:{layer}:{k}" for k in range(channels)],
+            steps=steps,
+            size=size,
+            preset="lucid",
         )
         seconds = time.perf_counter() - t
         ratio = r.values / photo_max.clamp_min(1e-6)
@@ -256,6 +260,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layers", default=None, help="(c) comma-separated layers")
     p.add_argument("--channels", type=int, default=32, help="(c) channels per layer")
+    p.add_argument("--size", type=int, default=224, help="(c) image size")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -266,7 +271,8 @@ def main() -> None:
     t = time.perf_counter()
     if args.part == "c":
         layers = args.layers.split(",") if args.layers else None
-        result, fig = part_c(bundle, steps, out, layers, args.channels)
+        result, fig = part_c(bundle, steps, out, layers, args.channels, args.size)
+        result["size"] = args.size
     else:
         result, fig = {"a": part_a, "b": part_b, "d": part_d}[args.part](bundle, steps, out)
     result["total_seconds"] = round(time.perf_counter() - t, 1)

@@ -252,6 +252,21 @@ def _mlp_image_model():
 
 
 INSIDE_CALLS = {
+    "layer_stats": (
+        TinyCNN,
+        lambda m: convscope.layer_stats(m, tiny_input(3), batch_size=2).chart(),
+        lambda m: convscope.layer_stats(m, tiny_input(3), ["conv1", "fc"]),  # fc is not 4-D
+    ),
+    "activations": (
+        TinyCNN,
+        lambda m: convscope.activations(m, tiny_input(2)).strip(1),
+        lambda m: convscope.activations(m, tiny_input(2), ["conv1", "fc"]),  # fc is not 4-D
+    ),
+    "filters": (
+        TinyCNN,
+        lambda m: convscope.filters(m, input_shape=(3, 16, 16)).order("similarity").grid(),
+        lambda m: convscope.filters(m, "act"),  # no weights
+    ),
     "weight_templates": (
         _mlp_image_model,
         lambda m: convscope.weight_templates(m, "first", (3, 16, 16), hidden_to_output=True),
@@ -297,7 +312,10 @@ def test_inside_entry_points_leave_model_unchanged(entry):
     before = model_fingerprint(model)
     ok(model)
     assert fingerprints_equal(before, model_fingerprint(model))
+    calls.clear()
+    model(tiny_input(1))  # the user's hook still fires (filters("first") stops its own pass early)
     assert model.training and calls
+    before = model_fingerprint(model)
     with pytest.raises(convscope.ConvscopeError):
         bad(model)
     assert fingerprints_equal(before, model_fingerprint(model))

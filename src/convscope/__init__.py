@@ -41,6 +41,12 @@ _EXPORTS = {
     "TargetError": "convscope.errors",
     "MethodError": "convscope.errors",
     "tune_cpu_allocator": "convscope.core.allocator",
+    "activations": "convscope.inside.activations",
+    "Activations": "convscope.inside.activations",
+    "filters": "convscope.inside.filters",
+    "Filters": "convscope.inside.filters",
+    "layer_stats": "convscope.inside.stats",
+    "LayerStats": "convscope.inside.stats",
     "top_units": "convscope.corpus.mining",
     "load_top_units": "convscope.corpus.mining",
     "TopUnits": "convscope.corpus.mining",
@@ -89,12 +95,15 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from convscope.featurevis.api import visualize
     from convscope.featurevis.result import Visualization
+    from convscope.inside.activations import Activations, activations
     from convscope.inside.erf import EffectiveReceptiveField, effective_receptive_field
+    from convscope.inside.filters import Filters, filters
     from convscope.inside.receptive_field import (
         ReceptiveField,
         receptive_field,
         receptive_fields,
     )
+    from convscope.inside.stats import LayerStats, layer_stats
     from convscope.inside.templates import WeightTemplates, weight_templates
     from convscope.models import list_models, load_model
 

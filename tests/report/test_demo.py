@@ -65,11 +65,13 @@ def png(page: Page, src: str) -> Image.Image:
     return Image.open(io.BytesIO(page.assets[src]))
 
 
-def test_four_sections_and_every_figure_is_an_asset(page):
+def test_six_sections_and_every_figure_is_an_asset(page):
     assert [s.title.split(":")[0] for s in page.sections] == [
         "Predictions and where they come from",
         "Every method side by side",
         "Sanity check",
+        "Receptive fields",
+        "Inside the network",
         "What excites the network",
     ]
     srcs = {f.src for s in page.sections for c in s.cards for f in c.figures}
@@ -78,7 +80,7 @@ def test_four_sections_and_every_figure_is_an_asset(page):
     for src in page.assets:  # every asset is shown (none written for nothing)
         assert f"src='{src}'" in text
     files = page.files()
-    assert files["index.html"].decode().count("<section>") == 4
+    assert files["index.html"].decode().count("<section>") == 6
     assert re.search(r"Made by convscope \S+ in [\d.]+ s \(methods [\d.]+ s", page.footer)
 
 
@@ -185,9 +187,29 @@ def test_no_sanity_section_without_its_photo():
         sanity_sample="chelsea",
         corpus=None,
         featurevis=False,
+        receptive_fields=False,
+        inside=False,
         progress=False,
     )
     assert [s.title for s in page.sections][-1] == "Every method side by side"
+
+
+def test_inside_section_shows_filters_the_pipeline_and_statistics(page):
+    s = section(page, "Inside the network")
+    titles = [c.title for c in s.cards]
+    assert titles == [
+        "First-layer filters: _conv_stem, 32 x 3 x 3 x 3",
+        "coffee: the pipeline from stem to head",
+        "Size and sparsity across depth",
+    ]
+    filters, strip, stats = (c.figures[0].src for c in s.cards)
+    assert filters == "img/inside_filters.png" and strip == "img/inside_pipeline_coffee.png"
+    wide = png(page, strip)
+    assert wide.width > 4 * wide.height  # input + 6 stages side by side
+    assert png(page, stats).width > 600
+    body = s.cards[2].body_html
+    assert "_swish@1" in body and "Rectified layers (red dots) go from" in body
+    assert "_blocks.0, _blocks.2, _blocks.4, _blocks.10, _swish@1" in s.cards[1].body_html
 
 
 def test_featurevis_section_shows_classes_yosinski_fooling_and_channels(page):
@@ -265,3 +287,16 @@ def test_page_builder_figures_cards_and_tables():
     assert "<div class='card'><h3>text only</h3><p>hi</p></div>" in text
     assert "<td>&lt;x&gt;</td><td class='num'>0.50</td>" in text
     assert "<td>y</td><td class='num'>2</td>" in text
+
+
+def test_receptive_field_section_shows_boxes_and_effective_fields(page):
+    (card,) = section(page, "Receptive fields").cards
+    assert card.title == "Receptive fields: the centre unit at three depths (coffee)"
+    assert [f.src for f in card.figures] == [
+        "img/rf_boxes_coffee.png",
+        "img/rf_erf__blocks.2.png",
+        "img/rf_erf__blocks.5.png",
+        "img/rf_erf__blocks.8.png",
+    ]
+    assert png(page, card.figures[0].src).size == (448, 466)  # 2x, and the legend band
+    assert card.body_html.count(">100 %<") == 3  # no gradient outside the exact boxes

@@ -82,6 +82,73 @@ def build_parser() -> argparse.ArgumentParser:
     _max_pixels(ev)
     ev.set_defaults(run="convscope.cli.evaluate:run")
 
+    fi = sub.add_parser("filters", help="a convolution's filters as a picture")
+    fi.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    fi.add_argument(
+        "--layer",
+        "-l",
+        default="first",
+        help="a convolution (default: the first one the input meets)",
+    )
+    fi.add_argument(
+        "--mode",
+        choices=("auto", "rgb", "mean", "channels"),
+        default="auto",
+        help="rgb (3 input channels), mean over input channels, or a row per input channel "
+        "(default: rgb for 3 input channels, else mean)",
+    )
+    fi.add_argument(
+        "--order",
+        choices=("index", "similarity", "norm"),
+        default="index",
+        help="filter order: by number, similar filters together (clustering), or largest first",
+    )
+    fi.add_argument(
+        "--scale", choices=("layer", "filter"), default="layer", help="one scale or one per filter"
+    )
+    fi.add_argument("--cell", type=int, default=36, help="pixels per filter side (about)")
+    fi.add_argument(
+        "--similar", type=int, action="append", metavar="I", help="print the filters nearest to I"
+    )
+    fi.add_argument("-k", type=int, default=5, help="how many nearest filters --similar prints")
+    fi.add_argument("--out", "-o", default="convscope-out", help="output folder")
+    fi.set_defaults(run="convscope.cli.filters:run")
+
+    ac = sub.add_parser("activations", help="feature maps of layers on images, as grids")
+    ac.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
+    ac.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    ac.add_argument(
+        "--layer",
+        "-l",
+        default="pipeline",
+        help="comma-separated layers (default pipeline: the stages from stem to head)",
+    )
+    ac.add_argument(
+        "--top",
+        type=int,
+        default=None,
+        help="channels per grid, strongest first (default: all up to 64, else 16)",
+    )
+    ac.add_argument("--sort", choices=("mean", "max", "none"), default="mean", help="channel order")
+    ac.add_argument(
+        "--scale", choices=("layer", "channel"), default="layer", help="one scale or one per map"
+    )
+    ac.add_argument("--no-strip", action="store_true", help="no pipeline strip per image")
+    ac.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
+    ac.add_argument("--out", "-o", default="convscope-out", help="output folder")
+    ac.set_defaults(run="convscope.cli.activations:run")
+
+    st = sub.add_parser("stats", help="per-layer activation statistics over images (a table)")
+    st.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
+    st.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    st.add_argument(
+        "--layers",
+        default="all",
+        help="all (every 4-D layer), blocks (block level) or comma-separated names",
+    )
+    st.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    st.add_argument("--out", "-o", default=None, help="folder for stats.csv, stats.json, stats.png")
+    st.set_defaults(run="convscope.cli.stats:run")
     mi = sub.add_parser(
         "mine", help="top-k images and patches of every channel of a layer over a corpus"
     )

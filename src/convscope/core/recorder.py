@@ -7,13 +7,15 @@ captured tensors, so no full backward hooks are needed and the backward pass sto
 layer it must reach.
 
 Each hook hands a clone of the output to the rest of the network, so a later in-place operation
-(``nn.ReLU(inplace=True)``, ``x += y``) changes the clone, never the recorded tensor. Hooks are
-removed on exit, whatever happened inside.
+(``nn.ReLU(inplace=True)``, ``x += y``) changes the clone, never the recorded tensor. With
+``reduce`` the hook keeps only ``reduce(name, k, output)`` (a summary computed at once, before any
+later operation can change the output), clones nothing and holds no activation: statistics over
+every layer stream in constant memory. Hooks are removed on exit, whatever happened inside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -52,6 +54,9 @@ class Recorder:
         gradients: when True each recorded output is part of the autograd graph, so
             :meth:`grad` can differentiate a score with respect to it; a layer whose output does
             not require grad (frozen weights, input without grad) is turned into a leaf that does.
+        reduce: ``fn(name, k, output) -> value`` (``k``: the module's call number in this pass):
+            keep ``value`` instead of the output, in ``calls[name][k]``. The output is neither
+            cloned nor kept.
 
     Use::
 
@@ -67,9 +72,11 @@ class Recorder:
         layers: Sequence[str | LayerRef | nn.Module] | str,
         *,
         gradients: bool = False,
+        reduce: Callable[[str, int, Any], Any] | None = None,
     ) -> None:
         self.model = model
         self.gradients = gradients
+        self.reduce = reduce
         self.shapes_only = layers == "all"
         if self.shapes_only:
             self.refs = [LayerRef(n, m, None) for n, m in model.named_modules() if n]
@@ -96,7 +103,12 @@ class Recorder:
                 if ref.name in self.calls:
                     continue
                 self.calls[ref.name] = []
-                hook = self._shape_hook(ref.name) if self.shapes_only else self._hook(ref.name)
+                if self.shapes_only:
+                    hook = self._shape_hook(ref.name)
+                elif self.reduce is not None:
+                    hook = self._reduce_hook(ref.name)
+                else:
+                    hook = self._hook(ref.name)
                 self._handles.append(ref.module.register_forward_hook(hook))
         except BaseException:
             self.remove()
@@ -136,6 +148,21 @@ class Recorder:
             self.order.append((name, len(self.calls[name]) - 1))
             # Downstream gets a copy: in-place operations after this point leave the record intact.
             return output.clone()
+
+        return hook
+
+    def _reduce_hook(self, name: str):
+        wanted = self._wanted.get(name)
+        reduce = self.reduce
+        assert reduce is not None
+
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            calls = self.calls[name]
+            k = len(calls)
+            calls.append(
+                _SKIPPED if wanted is not None and k not in wanted else reduce(name, k, output)
+            )
+            self.order.append((name, k))
 
         return hook
 

@@ -82,11 +82,13 @@ def build_demo(
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
     sanity_stages: int | Sequence[str] = 6,
+    inside: bool = True,
     corpus: str | None = "samples-crops:96",
     featurevis: Mapping[str, Any] | bool = True,
+    receptive_fields: bool = True,
     progress: bool = True,
 ) -> Page:
-    """A :class:`Page` with three sections.
+    """A :class:`Page` with these sections (and the optional ones named below).
 
     1. One card per photo: the image the model saw, Grad-CAM and saliency overlays for the top-1
        class, and the top-5 predictions.
@@ -109,12 +111,17 @@ def build_demo(
         sanity_methods: the methods checked.
         sanity_stages: the checkpoints of the top-down cascade: a number ``k`` (``k`` convolutional
             or linear layers evenly spread from the top layer down to the first) or layer names.
+        inside: add the "Inside the network" section (first-layer filters, the pipeline strip
+            of the first photo, per-layer statistics; :mod:`convscope.report.inside_section`).
         corpus: the corpus of the "What the dataset says" section
             (:mod:`convscope.report.corpus_section`); None leaves the section out.
         featurevis: the "What excites the network" section (feature visualizations of the
             photos' top classes, Yosinski's four priors, a fooling image, a channel grid): True for
             :data:`~convscope.report.featurevis_section.DEMO_FEATUREVIS`, a dict to override its
             settings, False to leave it out.
+        receptive_fields: the "Receptive fields" section (the centre unit's exact box at three
+            depths on the first photo, and each unit's effective receptive field;
+            :mod:`convscope.report.rf_section`).
         progress: show progress bars.
     """
     import torch
@@ -205,6 +212,18 @@ def build_demo(
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
+    if receptive_fields and pixels is not None:
+        from convscope.report.rf_section import receptive_field_section
+
+        mark = time.perf_counter()
+        page.sections.append(receptive_field_section(page, bundle, x, names[0]))
+        phases["receptive fields"] = time.perf_counter() - mark
+    if inside:
+        from convscope.report.inside_section import inside_section
+
+        mark = time.perf_counter()
+        page.sections.append(inside_section(page, bundle, x, names))
+        phases["inside"] = time.perf_counter() - mark
     if corpus is not None:
         from convscope.report.corpus_section import corpus_section
 
