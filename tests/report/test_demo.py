@@ -65,11 +65,12 @@ def png(page: Page, src: str) -> Image.Image:
     return Image.open(io.BytesIO(page.assets[src]))
 
 
-def test_five_sections_and_every_figure_is_an_asset(page):
+def test_six_sections_and_every_figure_is_an_asset(page):
     assert [s.title.split(":")[0] for s in page.sections] == [
         "Predictions and where they come from",
         "Every method side by side",
         "Sanity check",
+        "Receptive fields",
         "Inside the network",
         "What excites the network",
     ]
@@ -79,7 +80,7 @@ def test_five_sections_and_every_figure_is_an_asset(page):
     for src in page.assets:  # every asset is shown (none written for nothing)
         assert f"src='{src}'" in text
     files = page.files()
-    assert files["index.html"].decode().count("<section>") == 5
+    assert files["index.html"].decode().count("<section>") == 6
     assert re.search(r"Made by convscope \S+ in [\d.]+ s \(methods [\d.]+ s", page.footer)
 
 
@@ -186,6 +187,7 @@ def test_no_sanity_section_without_its_photo():
         sanity_sample="chelsea",
         corpus=None,
         featurevis=False,
+        receptive_fields=False,
         inside=False,
         progress=False,
     )
@@ -285,3 +287,16 @@ def test_page_builder_figures_cards_and_tables():
     assert "<div class='card'><h3>text only</h3><p>hi</p></div>" in text
     assert "<td>&lt;x&gt;</td><td class='num'>0.50</td>" in text
     assert "<td>y</td><td class='num'>2</td>" in text
+
+
+def test_receptive_field_section_shows_boxes_and_effective_fields(page):
+    (card,) = section(page, "Receptive fields").cards
+    assert card.title == "Receptive fields: the centre unit at three depths (coffee)"
+    assert [f.src for f in card.figures] == [
+        "img/rf_boxes_coffee.png",
+        "img/rf_erf__blocks.2.png",
+        "img/rf_erf__blocks.5.png",
+        "img/rf_erf__blocks.8.png",
+    ]
+    assert png(page, card.figures[0].src).size == (448, 466)  # 2x, and the legend band
+    assert card.body_html.count(">100 %<") == 3  # no gradient outside the exact boxes

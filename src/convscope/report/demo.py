@@ -85,9 +85,10 @@ def build_demo(
     inside: bool = True,
     corpus: str | None = "samples-crops:96",
     featurevis: Mapping[str, Any] | bool = True,
+    receptive_fields: bool = True,
     progress: bool = True,
 ) -> Page:
-    """A :class:`Page` with three sections.
+    """A :class:`Page` with these sections (and the optional ones named below).
 
     1. One card per photo: the image the model saw, Grad-CAM and saliency overlays for the top-1
        class, and the top-5 predictions.
@@ -118,6 +119,9 @@ def build_demo(
             photos' top classes, Yosinski's four priors, a fooling image, a channel grid): True for
             :data:`~convscope.report.featurevis_section.DEMO_FEATUREVIS`, a dict to override its
             settings, False to leave it out.
+        receptive_fields: the "Receptive fields" section (the centre unit's exact box at three
+            depths on the first photo, and each unit's effective receptive field;
+            :mod:`convscope.report.rf_section`).
         progress: show progress bars.
     """
     import torch
@@ -208,6 +212,12 @@ def build_demo(
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
+    if receptive_fields and pixels is not None:
+        from convscope.report.rf_section import receptive_field_section
+
+        mark = time.perf_counter()
+        page.sections.append(receptive_field_section(page, bundle, x, names[0]))
+        phases["receptive fields"] = time.perf_counter() - mark
     if inside:
         from convscope.report.inside_section import inside_section
 
