@@ -225,12 +225,13 @@ def breakdown(bundle, x: torch.Tensor, targets: list[int], reps: int) -> list[tu
     """Median ms of each non-model piece of ``explain``, each run alone in a loop."""
     import inspect
 
-    from convscope.api import _layers, prepare_inputs
     from convscope.core.guard import preserved
     from convscope.core.layers import resolve_layer
     from convscope.core.recorder import Recorder
     from convscope.core.registry import get_method
     from convscope.core.targets import resolve_targets
+    from convscope.data.inputs import prepare_inputs
+    from convscope.runner import _layers
 
     model = bundle.model
     n = max(reps, 30)

@@ -82,7 +82,7 @@ class Config:
     """The multi-pass settings (smaller than the defaults so the whole run stays ~10 minutes)."""
 
     # perturbed rows per pass: 4, convscope's CPU default for 224 px inputs (larger passes are
-    # slower on a CPU, for every library: see convscope.core.passes), given to every entry
+    # slower on a CPU, for every library: see convscope.core.perturbed_batches), given to every entry
     rows: int = 4  # forward-only methods
     grad_rows: int = 4  # forward + backward
     sg_samples: int = 16

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing), installs convscope with its test extras, then runs ruff and the test suite.
+# Creates .venv (if missing), installs convscope with its test extras, then runs ruff, the import
+# layering contracts (.importlinter) and the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,4 +11,5 @@ PY=${PYTHON:-python3}
 # Idle OpenMP threads sleep instead of spinning: on a shared, oversubscribed machine spinning
 # threads made small ops 10-50x slower (a 2-thread multitask step: 13 s spinning, 0.2 s passive).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+.venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest "$@"

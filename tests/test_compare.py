@@ -30,9 +30,10 @@ def test_compare_runs_every_method_with_the_same_targets():
     model = TinyCNN()
     before = model_fingerprint(model)
     x = tiny_input(3)
-    results, skipped = convscope.compare(
+    c = convscope.compare(
         model, x, "all", target=[0, 3, 1], layer="relu6", options={"smoothgrad": {"seed": 0}}
     )
+    results, skipped = c.explanations, c.skipped
     assert skipped == {}
     assert sorted(results) == convscope.methods()
     for name, r in results.items():
@@ -46,12 +47,31 @@ def test_compare_runs_every_method_with_the_same_targets():
 
 
 def test_compare_skips_what_cannot_apply_with_the_reason():
-    results, skipped = convscope.compare(
+    c = convscope.compare(
         FunctionalRelu(), tiny_input(2), ["gradcam", "cam", "guided_backprop", "saliency"]
     )
+    results, skipped = c.explanations, c.skipped
     assert sorted(results) == ["gradcam", "saliency"]
     assert "global average pooling" in skipped["cam"] or "linear" in skipped["cam"]
     assert "relu" in skipped["guided_backprop"].lower()
+    # every method tried has its time, also the skipped ones (until they gave up)
+    assert list(c.seconds) == ["gradcam", "cam", "guided_backprop", "saliency"]
+    assert all(t > 0 for t in c.seconds.values())
+    with pytest.raises(convscope.ConvscopeError, match="global average pooling|linear"):
+        convscope.compare(FunctionalRelu(), tiny_input(2), ["gradcam", "cam"], skip=False)
+
+
+def test_compare_runs_a_method_at_its_own_layer():
+    model = TinyCNN()
+    x = tiny_input(2)
+    c = convscope.compare(
+        model, x, ["gradcam", "layercam"], layer="relu6", layers={"layercam": "conv2"}
+    )
+    assert (
+        c.explanations["gradcam"].layer == "relu6" and c.explanations["layercam"].layer == "conv2"
+    )
+    alone = convscope.explain(model, x, "layercam", layer="conv2")
+    torch.testing.assert_close(c.explanations["layercam"].maps, alone.maps)
 
 
 @pytest.mark.parametrize(
@@ -61,6 +81,9 @@ def test_compare_skips_what_cannot_apply_with_the_reason():
         (dict(methods=["gradcam", "gradcan"]), "did you mean: gradcam"),
         (dict(layer="conv9"), "unknown layer 'conv9'"),  # an error, not every CAM skipped
         (dict(methods=["gradcam"], options={"smoothgrad": {}}), "not compared: smoothgrad"),
+        (dict(methods=["gradcam"], layers={"layercam": "conv2"}), "not compared: layercam"),
+        (dict(methods=["gradcam"], layers={"gradcam": "conv9"}), "unknown layer 'conv9'"),
+        (dict(methods=["gradcam"], batch_size=0), "batch_size must be a positive integer"),
     ],
 )
 def test_compare_bad_input(kwargs, msg):
@@ -156,7 +179,7 @@ def test_a_methods_own_batch_size_option_wins_over_the_calls():
     sizes: list[int] = []
     handle = model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
     try:
-        results, skipped = convscope.compare(
+        c = convscope.compare(
             model,
             x,
             ["scorecam", "occlusion"],
@@ -164,6 +187,7 @@ def test_a_methods_own_batch_size_option_wins_over_the_calls():
             batch_size=7,
             options={"scorecam": {"batch_size": 5}, "occlusion": {"window": 8, "stride": 8}},
         )
+        results, skipped = c.explanations, c.skipped
     finally:
         handle.remove()
     assert skipped == {}

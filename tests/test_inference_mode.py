@@ -25,7 +25,8 @@ def test_explain_in_inference_mode_gives_the_same_maps(method):
 
 def test_compare_and_images_in_inference_mode(lite0):
     with torch.inference_mode():
-        results, skipped = convscope.compare(lite0, "sample:coffee", ["gradcam", "saliency"])
+        c = convscope.compare(lite0, "sample:coffee", ["gradcam", "saliency"])
+        results, skipped = c.explanations, c.skipped
     assert set(results) == {"gradcam", "saliency"} and not skipped
     assert results["gradcam"].target_names == ["espresso"]
 

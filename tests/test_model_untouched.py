@@ -386,3 +386,24 @@ def test_shapes_entry_points_leave_model_unchanged(entry):
     with pytest.raises(convscope.ConvscopeError):
         bad(model)
     assert fingerprints_equal(before, model_fingerprint(model))
+
+
+@pytest.mark.parametrize("factory", [TinyCNN, TinyBN], ids=["tinycnn", "tinybn"])
+def test_layer_listing_compare_and_scoring_leave_model_unchanged(factory):
+    from convscope.core.layer_listing import auto_layer, list_layers, parametric_layers
+    from convscope.metrics import evaluate_comparison
+    from convscope.metrics.sanity import checkpoint_layers
+
+    model = factory()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    x = tiny_input(2)
+    list_layers(model, x)
+    auto_layer(model, x)
+    checkpoint_layers(model, parametric_layers(model, x), 2)
+    c = convscope.compare(model, x, ["gradcam", "saliency", "cam"], target=[0, 1], skip=True)
+    assert set(c.explanations) <= {"gradcam", "saliency", "cam"}
+    rows = evaluate_comparison(convscope.load_model(model), x, c, steps=2, batch_size=3)
+    assert [r["method"] for r in rows] == list(c.explanations)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls

@@ -125,9 +125,8 @@ def test_bad_selectors_are_one_line_errors():
 
 def test_compare_takes_the_selector():
     model, x = Heads("dict"), tiny_input(2)
-    results, skipped = convscope.compare(
-        model, x, ["gradcam", "saliency"], layer="net.conv3", output="logits"
-    )
+    c = convscope.compare(model, x, ["gradcam", "saliency"], layer="net.conv3", output="logits")
+    results, skipped = c.explanations, c.skipped
     assert set(results) == {"gradcam", "saliency"} and not skipped
 
 

@@ -56,9 +56,8 @@ def test_hook_methods_are_refused_in_one_line_and_the_model_is_untouched(kind, m
 
 def test_compare_runs_what_applies_and_lists_the_rest(kind):
     _, sm, x = scripted(kind)
-    results, skipped = convscope.compare(
-        sm, x, ["gradcam", "saliency", "guided_backprop", "occlusion"]
-    )
+    c = convscope.compare(sm, x, ["gradcam", "saliency", "guided_backprop", "occlusion"])
+    results, skipped = c.explanations, c.skipped
     assert list(results) == ["saliency", "occlusion"]
     assert set(skipped) == {"gradcam", "guided_backprop"}
     assert all("TorchScript" in why for why in skipped.values())

@@ -24,10 +24,10 @@ _EXPORTS = {
     "load_model": "convscope.models",
     "list_models": "convscope.models",
     "ModelBundle": "convscope.core.bundle",
-    "Explanation": "convscope.core.result",
-    "list_layers": "convscope.core.layers",
+    "Explanation": "convscope.result",
+    "list_layers": "convscope.core.layer_listing",
     "resolve_layer": "convscope.core.layers",
-    "auto_layer": "convscope.core.layers",
+    "auto_layer": "convscope.core.layer_listing",
     "Recorder": "convscope.core.recorder",
     "Unit": "convscope.core.units",
     "parse_unit": "convscope.core.units",
@@ -77,10 +77,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.api import compare, explain
     from convscope.core.allocator import tune_cpu_allocator
     from convscope.core.bundle import ModelBundle
-    from convscope.core.layers import auto_layer, list_layers, resolve_layer
+    from convscope.core.layer_listing import auto_layer, list_layers
+    from convscope.core.layers import resolve_layer
     from convscope.core.recorder import Recorder
     from convscope.core.registry import method_info, methods
-    from convscope.core.result import Explanation
     from convscope.core.units import Unit, parse_unit
     from convscope.corpus.embedding import embedding, embedding_map
     from convscope.corpus.features import features
@@ -112,6 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.metrics.truth import attribution_vs_truth
     from convscope.models import list_models, load_model
     from convscope.train.trainer import train_model
+    from convscope.result import Explanation
 
 
 def __getattr__(name: str) -> Any:

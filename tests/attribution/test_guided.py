@@ -297,7 +297,7 @@ def test_guided_gradcam_with_outputs_modified_in_place():
 
 
 def test_threshold_module_is_a_rectifier():
-    from convscope.core.rules import RectifierRules, active_range
+    from convscope.core.rectifier_rules import RectifierRules, active_range
 
     assert active_range(nn.Threshold(0.0, 0.0)) == (0.0, float("inf"))
     assert active_range(nn.Threshold(0.5, 0.0)) is None

@@ -9,16 +9,9 @@ from captum.attr import IntegratedGradients
 
 import convscope
 from convscope.attribution.integrated_gradients import RULES, quadrature
-from tests.attribution.helpers import (
-    LITE0_TARGETS,
-    TINY_TARGETS,
-    LinearImage,
-    assert_no_hooks,
-    assert_parity,
-    reference_copy,
-    run_method,
-)
+from tests.helpers import LITE0_TARGETS, TINY_TARGETS, LinearImage, run_method
 from tests.models import TinyCNN, tiny_input
+from tests.reference import assert_no_hooks, assert_parity, reference_copy
 
 
 def captum_ig(model, x, targets, steps, rule, baseline=None) -> torch.Tensor:

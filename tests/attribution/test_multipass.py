@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 import convscope
-from tests.attribution.helpers import TINY_TARGETS, assert_parity, run_method
+from tests.helpers import TINY_TARGETS, run_method
 from tests.models import TinyCNN, tiny_input
+from tests.reference import assert_parity
 
 CASES = {
     "smoothgrad": {"n_samples": 5, "seed": 3},

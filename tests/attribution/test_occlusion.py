@@ -10,16 +10,9 @@ from torch import nn
 
 import convscope
 from convscope.attribution.occlusion import window_masks
-from tests.attribution.helpers import (
-    LITE0_TARGETS,
-    TINY_TARGETS,
-    LinearImage,
-    assert_no_hooks,
-    assert_parity,
-    reference_copy,
-    run_method,
-)
+from tests.helpers import LITE0_TARGETS, TINY_TARGETS, LinearImage, run_method
 from tests.models import TinyCNN, tiny_input
+from tests.reference import assert_no_hooks, assert_parity, reference_copy
 
 
 def captum_occlusion(model, x, targets, window, stride, baseline=0.0) -> torch.Tensor:

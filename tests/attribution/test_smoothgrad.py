@@ -15,16 +15,9 @@ import torch
 from captum.attr import NoiseTunnel, Saliency
 
 import convscope
-from tests.attribution.helpers import (
-    LITE0_TARGETS,
-    TINY_TARGETS,
-    LinearImage,
-    assert_no_hooks,
-    assert_parity,
-    reference_copy,
-    run_method,
-)
+from tests.helpers import LITE0_TARGETS, TINY_TARGETS, LinearImage, run_method
 from tests.models import TinyCNN, tiny_input
+from tests.reference import assert_no_hooks, assert_parity, reference_copy
 
 
 def sigmas(x: torch.Tensor, noise: float) -> torch.Tensor:

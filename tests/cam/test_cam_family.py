@@ -18,18 +18,9 @@ from torchcam.methods import CAM, GradCAMpp, LayerCAM, XGradCAM
 
 import convscope
 from convscope.errors import MethodError
-from tests.cam.helpers import (
-    LITE0_TARGETS,
-    TINY_TARGETS,
-    assert_no_hooks,
-    assert_parity,
-    fused,
-    layer_grads,
-    np64,
-    reference_copy,
-    run_method,
-)
+from tests.helpers import LITE0_CAM_TARGETS, TINY_TARGETS, fused, layer_grads, np64, run_method
 from tests.models import TinyCNN, tiny_input
+from tests.reference import assert_no_hooks, assert_parity, reference_copy
 
 CASES = [("tiny", "conv3"), ("tiny", "relu6"), ("lite0", "_blocks.15"), ("lite0", "_bn1")]
 IDS = [f"{m}-{lay}" for m, lay in CASES]
@@ -52,7 +43,7 @@ def case(request, lite0_x):
         model = TinyCNN().eval()
         return model, model, tiny_input(4, 32), TINY_TARGETS
     bundle = request.getfixturevalue("lite0")
-    return bundle, bundle.model, lite0_x, LITE0_TARGETS
+    return bundle, bundle.model, lite0_x, LITE0_CAM_TARGETS
 
 
 _GRADS: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -158,13 +149,13 @@ def test_cam_matches_torchcam_tiny():
 
 
 def test_cam_lite0_head_matches_hand_and_torchcam(lite0, lite0_x):
-    ours = explain(lite0, lite0_x, "cam", LITE0_TARGETS, "_swish@1")
+    ours = explain(lite0, lite0_x, "cam", LITE0_CAM_TARGETS, "_swish@1")
     feats = lite0_head(lite0.model, lite0_x)
-    w = lite0.model._fc.weight.detach()[LITE0_TARGETS]
+    w = lite0.model._fc.weight.detach()[LITE0_CAM_TARGETS]
     hand = torch.einsum("nk,nkhw->nhw", w, feats)
     assert_parity(ours.raw_maps, hand, "cam raw vs hand [lite0 _swish@1]")
     # torchcam hooks the module ``_swish``: it keeps the output of its last call, the head's
-    ref = torchcam_map(CAM, lite0.model, "_swish", lite0_x, LITE0_TARGETS, fc_layer="_fc")
+    ref = torchcam_map(CAM, lite0.model, "_swish", lite0_x, LITE0_CAM_TARGETS, fc_layer="_fc")
     assert_parity(ours.raw_maps, ref, "cam raw vs torchcam [lite0 _swish (last call)]")
     assert_no_hooks(lite0.model)
 
@@ -280,7 +271,7 @@ def test_eigencam_matches_numpy_svd(case, layer):
 
 def test_eigencam_lite0_head_and_target_independence(lite0, lite0_x):
     x = lite0_x[:2]
-    ours = explain(lite0, x, "eigencam", LITE0_TARGETS[:2], "_swish@1")
+    ours = explain(lite0, x, "eigencam", LITE0_CAM_TARGETS[:2], "_swish@1")
     ref = eigencam_reference(lite0_head(lite0.model, x))
     assert_parity(ours.raw_maps, ref, "eigencam raw vs numpy svd [lite0 _swish@1]")
     assert bool((ours.raw_maps >= 0).all())  # non-negative activations: a non-negative map
@@ -318,6 +309,6 @@ def test_weights_are_exposed():
     model, x = TinyCNN().eval(), tiny_input(4, 32)
     for method in ("cam", "gradcam++", "xgradcam"):
         layers = ["relu6"] if method == "cam" else ["conv3", "relu6"]
-        out = run_method(method, model, x, TINY_TARGETS, layers)
+        out, _ = run_method(method, model, x, TINY_TARGETS, layers)
         assert len(out.maps) == len(out.extras["weights"])
         assert all(w.shape == (4, 16) for w in out.extras["weights"])

@@ -6,7 +6,7 @@ with a reference written here from the paper (upsample, min-max normalize, mask,
 over channels) on TinyCNN and on EfficientNet-Lite0.
 
 Ablation-CAM: against brute force -- the full model re-run with the channel zeroed, by hand on
-TinyCNN and through ``core.surgery.substitute`` (on a copy) on Lite0 -- and, at Lite0's head
+TinyCNN and through ``core.tail.substitute`` (on a copy) on Lite0 -- and, at Lite0's head
 (global average pooling + linear), against the closed form y - y_k = w_ck mean(A_k).
 """
 
@@ -21,18 +21,11 @@ from torchcam.methods import ScoreCAM
 
 import convscope
 from convscope.core.layers import resolve_layer
-from convscope.core.surgery import substitute
+from convscope.core.tail import substitute
 from convscope.errors import MethodError
-from tests.cam.helpers import (
-    LITE0_TARGETS,
-    TINY_TARGETS,
-    assert_no_hooks,
-    assert_parity,
-    layer_grads,
-    reference_copy,
-    run_method,
-)
+from tests.helpers import LITE0_CAM_TARGETS, TINY_TARGETS, layer_grads, run_method
 from tests.models import TinyCNN, tiny_input
+from tests.reference import assert_no_hooks, assert_parity, reference_copy
 
 SLOW = os.environ.get("CONVSCOPE_SLOW_TESTS") == "1"
 
@@ -84,24 +77,26 @@ def test_scorecam_matches_torchcam_at_input_resolution():
 @pytest.mark.parametrize("layer", ["conv3", "relu6"])
 def test_scorecam_matches_paper_reference_tiny(layer):
     model, x = TinyCNN().eval(), tiny_input(4, 32)
-    out = run_method("scorecam", model, x, TINY_TARGETS, [layer], batch_size=7)
+    out, _ = run_method("scorecam", model, x, TINY_TARGETS, [layer], batch_size=7)
     acts, _ = layer_grads(model, layer, x, TINY_TARGETS)
     cam, scores = scorecam_reference(model, x, acts, logit_of(TINY_TARGETS))
     assert_parity(out.maps[0], cam, f"scorecam raw vs paper [tiny {layer}]")
     assert_parity(out.extras["scores"][0], scores, f"scorecam masked scores [tiny {layer}]")
     # the masked batches do not change the answer
-    whole = run_method("scorecam", model, x, TINY_TARGETS, [layer], batch_size=10_000)
+    whole, _ = run_method("scorecam", model, x, TINY_TARGETS, [layer], batch_size=10_000)
     assert_parity(whole.maps[0], cam, f"scorecam raw, one batch [tiny {layer}]")
 
 
 def test_scorecam_callable_target_and_score():
     model, x = TinyCNN().eval(), tiny_input(4, 32)
     fn = lambda out: out[:, 1] - out[:, 2]  # noqa: E731
-    out = run_method("scorecam", model, x, fn, ["conv3"], batch_size=6)  # rounded to whole copies
+    out, _ = run_method(
+        "scorecam", model, x, fn, ["conv3"], batch_size=6
+    )  # rounded to whole copies
     acts, _ = layer_grads(model, "conv3", x, TINY_TARGETS)
     cam, _ = scorecam_reference(model, x, acts, lambda o, i: o[:, 1] - o[:, 2])
     assert_parity(out.maps[0], cam, "scorecam raw, callable target")
-    out = run_method("scorecam", model, x, TINY_TARGETS, ["conv3"], score="prob")
+    out, _ = run_method("scorecam", model, x, TINY_TARGETS, ["conv3"], score="prob")
     probs = lambda o, i: o.softmax(dim=1)[:, TINY_TARGETS[i]]  # noqa: E731
     cam, _ = scorecam_reference(model, x, acts, probs)
     assert_parity(out.maps[0], cam, "scorecam raw, score='prob'")
@@ -111,8 +106,8 @@ def test_scorecam_lite0_matches_paper_reference(lite0, lite0_x):
     """``_blocks.15`` (320 channels, 7x7 -> 224x224), every mask: the espresso photo (all four
     photos with CONVSCOPE_SLOW_TESTS=1; each photo costs 2 x 320 forward passes)."""
     n = 4 if SLOW else 1
-    x, targets = lite0_x[:n], LITE0_TARGETS[:n]
-    out = run_method("scorecam", lite0.model, x, targets, ["_blocks.15"], batch_size=64)
+    x, targets = lite0_x[:n], LITE0_CAM_TARGETS[:n]
+    out, _ = run_method("scorecam", lite0.model, x, targets, ["_blocks.15"], batch_size=64)
     acts, _ = layer_grads(lite0.model, "_blocks.15", x, targets)
     cam, scores = scorecam_reference(lite0.model, x, acts, logit_of(targets))
     assert_parity(out.maps[0], cam, "scorecam raw vs paper [lite0 _blocks.15]")
@@ -150,7 +145,7 @@ def tiny_by_hand(model: TinyCNN, x: torch.Tensor, layer: str, channel: int | Non
 @pytest.mark.parametrize("layer", ["conv2", "conv3", "relu6"])
 def test_ablationcam_matches_brute_force_tiny(layer):
     model, x = TinyCNN().eval(), tiny_input(4, 32)
-    ours = run_method("ablationcam", model, x, TINY_TARGETS, [layer])
+    ours, _ = run_method("ablationcam", model, x, TINY_TARGETS, [layer])
     acts, out = tiny_by_hand(model, x, layer)
     torch.testing.assert_close(out, model(x), rtol=0, atol=0)
     idx = torch.tensor(TINY_TARGETS)[:, None]
@@ -179,8 +174,8 @@ class Untraceable(TinyCNN):
 def test_ablationcam_without_a_traced_tail_gives_the_same_maps():
     model, x = Untraceable().eval(), tiny_input(4, 32)
     plain = TinyCNN().eval()
-    ours = run_method("ablationcam", model, x, TINY_TARGETS, ["conv2"])
-    ref = run_method("ablationcam", plain, x, TINY_TARGETS, ["conv2"])
+    ours, _ = run_method("ablationcam", model, x, TINY_TARGETS, ["conv2"])
+    ref, _ = run_method("ablationcam", plain, x, TINY_TARGETS, ["conv2"])
     assert ours.extras["split"] == [False] and ref.extras["split"] == [True]
     assert_parity(ours.maps[0], ref.maps[0], "ablationcam, tail by substitution vs traced tail")
     assert_no_hooks(model)
@@ -188,7 +183,7 @@ def test_ablationcam_without_a_traced_tail_gives_the_same_maps():
 
 def substitute_scores(model, x, layer, acts, channels, targets):
     """Scores of the full model re-run with each channel of the layer's output zeroed
-    (``core.surgery.substitute`` on a copy): (N, len(channels))."""
+    (``core.tail.substitute`` on a copy): (N, len(channels))."""
     ref = reference_copy(model)
     refl = resolve_layer(ref, layer)
     idx = torch.tensor(targets)[:, None]
@@ -204,9 +199,9 @@ def substitute_scores(model, x, layer, acts, channels, targets):
 
 
 def test_ablationcam_lite0_head_matches_closed_form_and_brute_force(lite0, lite0_x):
-    x, targets = lite0_x[:2], LITE0_TARGETS[:2]
+    x, targets = lite0_x[:2], LITE0_CAM_TARGETS[:2]
     # one copy of the batch per tail pass: the same arithmetic as the brute force below
-    ours = run_method("ablationcam", lite0.model, x, targets, ["_swish@1"], batch_size=2)
+    ours, _ = run_method("ablationcam", lite0.model, x, targets, ["_swish@1"], batch_size=2)
     ref = reference_copy(lite0.model)
     with torch.no_grad():
         acts = ref.extract_features(x.clone())  # the head's ReLU6, _swish@1
@@ -224,7 +219,7 @@ def test_ablationcam_lite0_head_matches_closed_form_and_brute_force(lite0, lite0
     assert bool((err <= 1e-5).all()), err.tolist()
     # many ablated copies per pass (the default): the same weights up to float32 rounding of the
     # scores (w = 1 - y_k / y, so an error of e * |y| in y_k is an error of e in w)
-    batched = run_method("ablationcam", lite0.model, x, targets, ["_swish@1"])
+    batched, _ = run_method("ablationcam", lite0.model, x, targets, ["_swish@1"])
     err = (batched.extras["weights"][0] - ours.extras["weights"][0]).abs().max().item()
     print(f"PARITY ablationcam batched vs one copy per pass: max |dw| = {err:.2e}")
     assert err <= 1e-5
@@ -232,8 +227,8 @@ def test_ablationcam_lite0_head_matches_closed_form_and_brute_force(lite0, lite0
 
 
 def test_ablationcam_lite0_block_matches_brute_force(lite0, lite0_x):
-    x, targets = lite0_x[:2], LITE0_TARGETS[:2]
-    ours = run_method("ablationcam", lite0.model, x, targets, ["_blocks.15"], batch_size=2)
+    x, targets = lite0_x[:2], LITE0_CAM_TARGETS[:2]
+    ours, _ = run_method("ablationcam", lite0.model, x, targets, ["_blocks.15"], batch_size=2)
     assert ours.extras["split"] == [True]
     acts, _ = layer_grads(lite0.model, "_blocks.15", x, targets)
     with torch.no_grad():

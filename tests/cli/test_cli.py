@@ -119,7 +119,7 @@ def test_demo_builds_a_page(tmp_path, capsys, monkeypatch):
         demo.build_demo,
         methods=["gradcam", "saliency", "cam", "eigencam"],
         sanity_methods=["gradcam", "saliency"],
-        sanity_stages=2,
+        sanity_checkpoints=2,
         featurevis=False,  # its section is tested in tests/report/test_demo.py
     )
     monkeypatch.setattr(demo, "build_demo", cheap)

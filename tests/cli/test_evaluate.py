@@ -62,7 +62,7 @@ def test_evaluate_prints_a_table_and_writes_csv_and_json(tmp_path, capsys):
     [
         (["--methods", "gradcam,gradcan"], "did you mean: gradcam"),
         (["--steps", "0"], "--steps must be at least 1"),
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be a positive integer"),
         (["--methods", " , "], "--methods is empty"),
     ],
 )
@@ -78,20 +78,20 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, args, me
 
 def test_methods_all_skips_methods_that_do_not_apply(tmp_path, capsys, monkeypatch):
     import convscope.core.registry as registry
-    import convscope.metrics as metrics
+    import convscope.runner as runner
     from convscope.errors import LayerError
 
     monkeypatch.setattr(registry, "methods", lambda: ["gradcam", "saliency"])
+    real = runner.explain
 
-    def fake(bundle, x, names, **kw):
-        if names == ["gradcam"]:
+    def explain(bundle, x, method, *args, **kw):
+        if method == "gradcam":
             raise LayerError("the model has no layer with a 4-D (N, C, H, W) output; name a layer")
-        row = dict.fromkeys(("deletion_auc", "insertion_auc", "average_drop"), 0.5)
-        return [{**row, "method": names[0], "layer": None, "n_images": 1,
-                 "increase_in_confidence": 0.0, "seconds": 0.1}]  # fmt: skip
+        return real(bundle, x, method, *args, **kw)
 
-    monkeypatch.setattr(metrics, "evaluate", fake)
-    assert run("evaluate", "sample:coffee", "--methods", "all", "--out", str(tmp_path)) == 0
+    monkeypatch.setattr(runner, "explain", explain)
+    args = ["--methods", "all", "--steps", "4", "--out", str(tmp_path)]
+    assert run("evaluate", "sample:coffee", *args) == 0
     text = capsys.readouterr().out
     assert "note: skipped gradcam: the model has no layer" in text
     assert "saliency" in text

@@ -5,9 +5,11 @@ import torch
 from torch import nn
 
 import convscope
-from convscope.core.layers import auto_layer, list_layers, resolve_layer
+from convscope.core.layer_listing import auto_layer, list_layers, parametric_layers
+from convscope.core.layers import resolve_layer
 from convscope.core.recorder import Recorder
 from convscope.errors import LayerError
+from tests.models import TinyCNN, tiny_input
 
 
 def test_list_layers_one_row_per_call(tiny, tiny_x):
@@ -94,6 +96,11 @@ def test_recorder_keeps_only_the_calls_asked_for(tiny, tiny_x):
     torch.testing.assert_close(rec.activation("act@1"), expected)
     with pytest.raises(LayerError, match="was not recorded"):
         rec.activation("act@0")
+
+
+def test_parametric_layers_run_top_down():
+    model = TinyCNN()
+    assert parametric_layers(model, tiny_input(1)) == ["fc", "conv3", "conv2", "conv1"]
 
 
 def test_layer_functions_take_a_bundle(tiny, tiny_x):

@@ -8,20 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import convscope
-
-
-class LinearImage(nn.Module):
-    """f(x) = W x + b on a flattened 3x4x4 image: dS_c/dx = W_c everywhere."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(48, 3)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.arange(144, dtype=torch.float32).view(3, 48).sin())
-            self.fc.bias.zero_()
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
+from tests.helpers import LinearImage
 
 
 class GapHead(nn.Module):
@@ -40,7 +27,7 @@ class GapHead(nn.Module):
 
 
 def test_saliency_of_a_linear_model_is_max_abs_weight():
-    m = LinearImage()
+    m = LinearImage((3, 4, 4), bias=False)
     x = torch.randn(3, 3, 4, 4)
     r = convscope.explain(m, x, method="saliency", target=[0, 2, 1])
     for i, c in enumerate([0, 2, 1]):
@@ -81,7 +68,7 @@ def test_batched_equals_one_by_one(tiny, tiny_x):
 
 @pytest.mark.parametrize("score", ["prob", "logprob"])
 def test_score_option_changes_the_differentiated_quantity(score):
-    m = LinearImage()
+    m = LinearImage((3, 4, 4), bias=False)
     x = torch.randn(1, 3, 4, 4, requires_grad=True)
     r = convscope.explain(m, x.detach(), method="saliency", target=1, score=score)
     out = m(x)
@@ -91,7 +78,7 @@ def test_score_option_changes_the_differentiated_quantity(score):
 
 
 def test_callable_target():
-    m = LinearImage()
+    m = LinearImage((3, 4, 4), bias=False)
     x = torch.randn(2, 3, 4, 4)
     r = convscope.explain(m, x, method="saliency", target=lambda out: out[:, 0] + out[:, 1])
     expected = (m.fc.weight[0] + m.fc.weight[1]).view(3, 4, 4).abs().amax(0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convscope.data import samples as samples_module
+from convscope.data import sample_catalog as samples_module
 from convscope.data.images import load_image
 from convscope.data.samples import load_sample, samples
 from convscope.errors import ImageError

@@ -11,14 +11,15 @@ from scipy import stats
 from skimage.metrics import structural_similarity
 
 from convscope.core.guard import fingerprints_equal, model_fingerprint
+from convscope.core.layer_listing import parametric_layers
 from convscope.errors import ConvscopeError, LayerError
 from convscope.metrics import (
     model_randomization,
-    parametric_layers,
     rankdata,
     spearman,
     ssim,
 )
+from convscope.metrics.sanity import checkpoint_layers
 from tests.models import TinyCNN, tiny_input
 
 
@@ -55,11 +56,6 @@ def test_ssim_matches_scikit_image():
         ref = structural_similarity(a[i].double().numpy(), b[i].double().numpy(), data_range=1.0)
         assert float(got[i]) == pytest.approx(ref, abs=1e-10)
     assert float(ssim(a, a)[0]) == pytest.approx(1.0)
-
-
-def test_parametric_layers_run_top_down():
-    model = TinyCNN()
-    assert parametric_layers(model, tiny_input(1)) == ["fc", "conv3", "conv2", "conv1"]
 
 
 def test_randomization_of_gradcam_on_tinycnn():
@@ -129,3 +125,15 @@ def test_bad_shapes():
     with pytest.raises(ConvscopeError, match="at least 7 x 7"):
         ssim(torch.zeros(1, 5, 5), torch.zeros(1, 5, 5))
     assert np.isfinite(float(spearman(torch.arange(3.0), torch.arange(3.0))))
+
+
+def test_checkpoint_layers_spread_k_weighted_layers_from_the_top_down():
+    model = TinyCNN()
+    order = parametric_layers(model, tiny_input(1))  # fc, conv3, conv2, conv1
+    assert checkpoint_layers(model, order, 1) == ["fc"]
+    assert checkpoint_layers(model, order, 2) == ["fc", "conv1"]
+    # positions round(j * 3 / 2) for j = 0, 1, 2: 0, 2, 3
+    assert checkpoint_layers(model, order, 3) == ["fc", "conv2", "conv1"]
+    assert checkpoint_layers(model, order, 9) == order
+    with pytest.raises(ConvscopeError, match="at least 1"):
+        checkpoint_layers(model, order, 0)

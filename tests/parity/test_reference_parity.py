@@ -27,11 +27,11 @@ from torchcam.methods import GradCAM
 
 import convscope
 from convscope.errors import LayerError
+from tests.helpers import LITE0_TARGETS
 from tests.models import TinyCNN, tiny_input
 from tests.reference import PHOTOS, assert_no_hooks, assert_parity, photos, reference_copy
 
 TINY_TARGETS = [0, 3, 1, 4]
-LITE0_TARGETS = [967, 281, 3, 500]  # espresso, tabby cat, tiger shark, cliff dwelling
 
 # (model key, layer): layers the model calls exactly once per forward pass (captum and torchcam
 # hook a module, not one call of it).
@@ -70,13 +70,6 @@ def torchcam_gradcam(
 
 
 # -- fixtures ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lite0_x(lite0) -> torch.Tensor:
-    x, _ = lite0.prepare(photos())
-    assert tuple(x.shape) == (4, 3, 224, 224)
-    return x
-
-
 @pytest.fixture
 def case(request, lite0_x):
     """(model passed to convscope, the model module, input batch, targets) for a model key."""

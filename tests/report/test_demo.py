@@ -12,7 +12,6 @@ from PIL import Image
 
 import convscope
 from convscope.report.demo import (
-    DEMO_LAYERS,
     DEMO_OPTIONS,
     METHOD_ORDER,
     PER_ROW,
@@ -39,7 +38,7 @@ def page() -> Page:
         layers={"gradcam++": ("_blocks.14", "a test of a method's own layer")},
         layer="_blocks.15",
         sanity_methods=SANITY,
-        sanity_stages=3,
+        sanity_checkpoints=3,
         shapes=False,
         corpus=None,  # the dataset section has its own test (test_corpus_section.py)
         featurevis=FEATUREVIS,
@@ -66,11 +65,12 @@ def png(page: Page, src: str) -> Image.Image:
     return Image.open(io.BytesIO(page.assets[src]))
 
 
-def test_five_sections_and_every_figure_is_an_asset(page):
+def test_six_sections_and_every_figure_is_an_asset(page):
     assert [s.title.split(":")[0] for s in page.sections] == [
         "Predictions and where they come from",
         "Every method side by side",
         "Sanity check",
+        "Receptive fields",
         "Inside the network",
         "What excites the network",
     ]
@@ -80,7 +80,7 @@ def test_five_sections_and_every_figure_is_an_asset(page):
     for src in page.assets:  # every asset is shown (none written for nothing)
         assert f"src='{src}'" in text
     files = page.files()
-    assert files["index.html"].decode().count("<section>") == 5
+    assert files["index.html"].decode().count("<section>") == 6
     assert re.search(r"Made by convscope \S+ in [\d.]+ s \(methods [\d.]+ s", page.footer)
 
 
@@ -143,7 +143,7 @@ def test_comparison_table_states_options_layers_times_and_what_was_not_shown(pag
 
 def test_sanity_section_shows_the_cascade_with_spearman_under_each_map(page):
     from convscope.api import prepare_inputs
-    from convscope.metrics.sanity import parametric_layers
+    from convscope.core.layer_listing import parametric_layers
 
     s = section(page, "Sanity check")
     assert [c.title.split(" ")[0] for c in s.cards[:-1]] == list(SANITY)
@@ -188,6 +188,7 @@ def test_no_sanity_section_without_its_photo():
         shapes=False,
         corpus=None,
         featurevis=False,
+        receptive_fields=False,
         inside=False,
         progress=False,
     )
@@ -241,11 +242,11 @@ def test_demo_defaults_fit_the_registry_and_the_model(lite0):
     assert set(METHOD_ORDER) <= set(registered)
     for m, options in DEMO_OPTIONS.items():
         assert set(options) <= set(convscope.method_info(m).options), m
-    for m, (layer, why) in DEMO_LAYERS["efficientnet_lite0"].items():
+    for m, (layer, why) in lite0.meta["cheaper_layers"].items():
         assert m in registered and why
         convscope.resolve_layer(lite0.model, layer)
     # the default demo shows every method: the slow ones have a cheaper layer for this model
-    assert set(TOO_SLOW) <= set(DEMO_LAYERS["efficientnet_lite0"])
+    assert set(TOO_SLOW) <= set(lite0.meta["cheaper_layers"])
 
 
 @pytest.mark.parametrize(
@@ -287,3 +288,16 @@ def test_page_builder_figures_cards_and_tables():
     assert "<div class='card'><h3>text only</h3><p>hi</p></div>" in text
     assert "<td>&lt;x&gt;</td><td class='num'>0.50</td>" in text
     assert "<td>y</td><td class='num'>2</td>" in text
+
+
+def test_receptive_field_section_shows_boxes_and_effective_fields(page):
+    (card,) = section(page, "Receptive fields").cards
+    assert card.title == "Receptive fields: the centre unit at three depths (coffee)"
+    assert [f.src for f in card.figures] == [
+        "img/rf_boxes_coffee.png",
+        "img/rf_erf__blocks.2.png",
+        "img/rf_erf__blocks.5.png",
+        "img/rf_erf__blocks.8.png",
+    ]
+    assert png(page, card.figures[0].src).size == (448, 466)  # 2x, and the legend band
+    assert card.body_html.count(">100 %<") == 3  # no gradient outside the exact boxes

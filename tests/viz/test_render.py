@@ -8,20 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from convscope.viz.render import colorize, normalize_maps, overlay
-
-
-def test_normalize_max_minmax_p99():
-    maps = torch.tensor([[[1.0, 2.0], [4.0, -8.0]], [[0.0, 0.0], [0.0, 0.0]]])
-    torch.testing.assert_close(normalize_maps(maps, "max")[0], maps[0] / 8)
-    assert torch.equal(normalize_maps(maps, "max")[1], maps[1])  # all-zero stays zero
-    torch.testing.assert_close(normalize_maps(maps, "minmax")[0], (maps[0] + 8) / 12)
-    big = torch.arange(1, 201, dtype=torch.float32).view(1, 10, 20)
-    q = torch.quantile(big.flatten(), 0.99)
-    out = normalize_maps(big, "p99")
-    torch.testing.assert_close(out, (big / q).clamp(max=1))
-    with pytest.raises(ValueError, match="unknown normalization"):
-        normalize_maps(maps, "median")
+from convscope.viz.render import colorize, overlay
 
 
 def test_colorize_uses_the_matplotlib_colormap():
@@ -71,7 +58,7 @@ def test_overlay_blends_by_alpha():
 def test_comparison_colour_bar_gives_the_raw_value_shown_as_the_top_colour():
     """Gradient maps are shown clipped at their 99th percentile: the bar's top tick is that
     value, not the maximum; CAM maps are shown divided by their maximum."""
-    from convscope.core.result import Explanation
+    from convscope.result import Explanation
     from convscope.viz.compare import _raw_ticks
 
     maps = torch.arange(100.0).reshape(1, 10, 10)

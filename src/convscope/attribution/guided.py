@@ -1,6 +1,6 @@
 """Guided backpropagation, the deconvnet, and guided Grad-CAM.
 
-All three change only how gradients pass rectifier modules (:mod:`convscope.core.rules`), for
+All three change only how gradients pass rectifier modules (:mod:`convscope.core.rectifier_rules`), for
 ``nn.ReLU`` and ``nn.ReLU6`` alike; the reference tools rewrite ``nn.ReLU`` only and return the plain
 gradient on ReLU6 networks such as EfficientNet-Lite0 and MobileNetV2. Maps are the maximum over
 colour channels of the absolute reconstruction (as for saliency); the full (N, C, H, W)
@@ -17,8 +17,8 @@ import torch
 from convscope.cam.base import weighted_sum
 from convscope.core.context import Context, MethodOutput
 from convscope.core.recorder import Recorder
+from convscope.core.rectifier_rules import RectifierRules
 from convscope.core.registry import register_method
-from convscope.core.rules import RectifierRules
 from convscope.errors import LayerError
 
 T = TypeVar("T")

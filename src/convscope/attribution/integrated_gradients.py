@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from convscope.core.context import Context, MethodOutput
-from convscope.core.passes import (
+from convscope.core.perturbed_batches import (
     as_baseline,
     clean_forward,
     copy_scores,
@@ -99,7 +99,7 @@ def integrated_gradients(
     broadcasts to the input, in model-input space (0 is the mean colour of a mean/std-normalized
     model); ``rule`` the quadrature rule (captum's ``method``, see the module docstring);
     ``batch_size`` perturbed inputs per forward pass (default: ``steps`` on a GPU, fewer on a
-    CPU: see :func:`convscope.core.passes.default_rows`).
+    CPU: see :func:`convscope.core.perturbed_batches.default_rows`).
 
     ``extras``: ``attributions`` (N, C, H, W), ``delta`` the completeness error
     :math:`\\sum \\mathrm{IG} - (S_t(x) - S_t(x'))` per image.

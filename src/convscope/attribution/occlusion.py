@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from convscope.core.context import Context, MethodOutput
-from convscope.core.passes import (
+from convscope.core.perturbed_batches import (
     as_baseline,
     clean_forward,
     copy_scores,
@@ -86,7 +86,7 @@ def occlusion(
     ``baseline`` :math:`x'`, a number or a tensor that broadcasts to the input, in model-input
     space (0 is the mean colour of a mean/std-normalized model); ``batch_size`` occluded inputs per
     forward pass (None: one image's windows per pass, at most 64, on a GPU, fewer on a CPU: see
-    :func:`convscope.core.passes.default_rows`).
+    :func:`convscope.core.perturbed_batches.default_rows`).
 
     ``extras``: ``attributions`` (N, C, H, W), the map repeated over the channels.
     """

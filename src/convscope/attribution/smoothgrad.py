@@ -24,7 +24,7 @@ nt_type="smoothgrad", nt_samples=n_samples, stdevs=sigma_i, abs=True)`` run unde
 CPU one draw of ``k`` images is ``k`` draws of one image when ``C * H * W`` is a multiple of 16
 (PyTorch fills normal samples in blocks of 16), as it is for 3 x 224 x 224.
 
-The perturbed copies are laid out and batched as :mod:`convscope.core.passes` describes.
+The perturbed copies are laid out and batched as :mod:`convscope.core.perturbed_batches` describes.
 """
 
 from __future__ import annotations
@@ -32,7 +32,13 @@ from __future__ import annotations
 import torch
 
 from convscope.core.context import Context, MethodOutput
-from convscope.core.passes import clean_forward, copy_scores, empty_rows, progress, row_chunks
+from convscope.core.perturbed_batches import (
+    clean_forward,
+    copy_scores,
+    empty_rows,
+    progress,
+    row_chunks,
+)
 from convscope.core.registry import register_method
 from convscope.errors import MethodError
 
@@ -62,7 +68,7 @@ def smoothgrad(
     Options: ``n_samples`` noisy copies per image; ``noise`` the noise level
     :math:`\\sigma / (\\max x - \\min x)` (the paper suggests 0.1-0.2); ``batch_size`` perturbed
     inputs per forward pass (default: ``n_samples`` on a GPU, fewer on a CPU: see
-    :func:`convscope.core.passes.default_rows`); ``seed`` makes the noise reproducible
+    :func:`convscope.core.perturbed_batches.default_rows`); ``seed`` makes the noise reproducible
     (image ``i`` uses a generator seeded ``seed + i``).
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:

@@ -9,12 +9,12 @@ the class score when that channel of the layer is set to zero,
     L^c = \\mathrm{ReLU}\\Big(\\sum_k w_k^c A^k\\Big)
 
 with :math:`y^c_k` the score with channel :math:`k` of the layer's output zeroed (for every image
-at once). The rest of the network after the layer runs through :class:`convscope.core.surgery.Tail`
+at once). The rest of the network after the layer runs through :class:`convscope.core.tail.Tail`
 (built once per layer), so the layers before it are not recomputed. The division by :math:`y^c`
 assumes a positive score (the paper's case: the predicted class); with a negative score every
 weight changes sign, and a score of exactly 0 is refused (:class:`~convscope.errors.MethodError`).
 
-Cost: one forward pass, building the tail (:class:`~convscope.core.surgery.Tail` traces the model,
+Cost: one forward pass, building the tail (:class:`~convscope.core.tail.Tail` traces the model,
 captures what the tail needs in one traced forward pass and checks the tail on two copies of the
 batch against the model's output), then the tail on ``K`` ablated copies
 of the batch (``K`` the layer's channels), ``batch_size`` rows per pass, without autograd. Row
@@ -27,9 +27,9 @@ import torch
 
 from convscope.cam.base import layer_forward, weighted_sum
 from convscope.core.context import Context, MethodOutput
-from convscope.core.passes import copy_scores, progress, row_chunks
+from convscope.core.perturbed_batches import copy_scores, progress, row_chunks
 from convscope.core.registry import register_method
-from convscope.core.surgery import Tail
+from convscope.core.tail import Tail
 from convscope.errors import MethodError
 
 
@@ -46,7 +46,7 @@ def ablationcam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
     (Desai & Ramaswamy 2020).
 
     Options: ``batch_size`` ablated rows per pass of the tail (default 64 on a GPU, on a CPU as
-    many as :func:`convscope.core.passes.default_rows` allows for the layer's activation; at least
+    many as :func:`convscope.core.perturbed_batches.default_rows` allows for the layer's activation; at least
     one copy of the batch).
 
     ``extras``: ``weights`` (:math:`w^c`), ``split`` (True where the tail ran only the layers after

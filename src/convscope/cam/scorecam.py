@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from convscope.cam.base import layer_forward, weighted_sum
 from convscope.core.context import Context, MethodOutput
-from convscope.core.passes import copy_scores, progress, row_chunks
+from convscope.core.perturbed_batches import copy_scores, progress, row_chunks
 from convscope.core.registry import register_method
 
 
@@ -61,7 +61,7 @@ def scorecam(ctx: Context, *, batch_size: int | None = None) -> MethodOutput:
     S^c(X \\odot s(\\mathrm{Up}(A^k)))` (Wang et al. 2020).
 
     Options: ``batch_size`` masked inputs per forward pass (default 64 on a GPU, fewer on a CPU:
-    see :func:`convscope.core.passes.default_rows`).
+    see :func:`convscope.core.perturbed_batches.default_rows`).
 
     ``extras``: ``scores`` (the masked-input scores :math:`S^c(X \\odot H^k)`) and ``weights``
     (:math:`\\alpha^c`), one (N, K) tensor each per layer.

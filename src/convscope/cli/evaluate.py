@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 COLUMNS = (
@@ -76,12 +75,12 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from convscope.cli.explain import parse_options, parse_target
-    from convscope.errors import ConvscopeError, LayerError, MethodError
+    from convscope.core.perturbed_batches import check_batch_size
+    from convscope.errors import ConvscopeError
 
     if args.steps < 1:
         raise ConvscopeError("--steps must be at least 1")
-    if args.batch_size < 1:
-        raise ConvscopeError("--batch-size must be at least 1")
+    check_batch_size(args.batch_size, "--batch-size")
     names, every = _methods(args.methods)
     options = parse_options(args.option, names)
     targets = [parse_target(t) for t in (args.target or ["top1"])]
@@ -95,34 +94,25 @@ def run(args: argparse.Namespace) -> int:
         )
 
     import convscope
-    from convscope.api import prepare_inputs
     from convscope.cli.explain import parse_output
-    from convscope.metrics import evaluate
+    from convscope.data.inputs import prepare_inputs
+    from convscope.metrics import evaluate_comparison
 
     bundle = convscope.load_model(args.model, output=parse_output(args.output))
     x, _, labels = prepare_inputs(bundle, list(args.images))
-    rows, skipped = [], []
-    from tqdm.auto import tqdm
-
-    bar = tqdm(names, desc="evaluate", unit="method", file=sys.stderr, leave=False)
-    for name in bar:
-        bar.set_postfix_str(name)
-        try:
-            rows += evaluate(
-                bundle,
-                x,
-                [name],
-                target=target,
-                layer=args.layer,
-                steps=args.steps,
-                batch_size=args.batch_size,
-                options=options,
-            )
-        except (MethodError, LayerError) as e:
-            if not every:
-                raise
-            skipped.append((name, " ".join(str(e).split())))
-    bar.close()
+    comparison = convscope.compare(
+        bundle,
+        x,
+        names,
+        target,
+        args.layer,
+        batch_size=args.batch_size,
+        progress=True,
+        options=options,
+        skip=every,  # methods named one by one must apply
+    )
+    rows = evaluate_comparison(bundle, x, comparison, steps=args.steps, batch_size=args.batch_size)
+    skipped = [(name, " ".join(why.split())) for name, why in comparison.skipped.items()]
     if not rows:
         raise ConvscopeError("no method could be applied to this model")
 

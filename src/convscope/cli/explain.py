@@ -82,10 +82,10 @@ def check_cmap(name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import convscope
+    from convscope.core.perturbed_batches import check_batch_size
     from convscope.errors import ConvscopeError
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConvscopeError("--batch-size must be at least 1")
+    check_batch_size(args.batch_size, "--batch-size")
     if args.top < 0:
         raise ConvscopeError(
             f"--top must be 0 or more (predictions printed per image), not {args.top}"
@@ -153,7 +153,7 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
     from convscope.viz.compare import comparison_grid
     from convscope.viz.render import png_bytes
 
-    results, skipped = convscope.compare(
+    comparison = convscope.compare(
         bundle,
         list(args.images),
         methods,
@@ -163,6 +163,7 @@ def _run_all(args: argparse.Namespace, bundle, target, methods, options) -> int:
         progress=True,
         options=options,
     )
+    results, skipped = comparison.explanations, comparison.skipped
     if not results:
         from convscope.errors import MethodError
 

@@ -75,6 +75,9 @@ class ModelBundle:
             "find it" (the last 4-D feature map before global pooling).
         output: for a model whose output is not one tensor, which part is the logits: an index,
             a key or attribute name, or a callable (see :mod:`convscope.core.outputs`).
+        meta: anything else known of the model, e.g. ``"cheaper_layers"``: for methods whose
+            cost grows with their layer's channels (Score-CAM), ``{method: (layer, why)}``, a
+            layer where they are affordable (the demo page runs them there).
     """
 
     model: nn.Module

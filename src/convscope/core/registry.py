@@ -2,7 +2,8 @@
 
 Every method registers itself here with :func:`register_method`; the Python API
 (:func:`convscope.explain`), the CLI's ``--method`` choices, the demo/report and the docs all read it.
-Importing :mod:`convscope.methods` fills the registry.
+The registry fills itself on first use by importing every module of :mod:`convscope.attribution`
+and :mod:`convscope.cam` (:data:`_METHOD_PACKAGES`); a new method is one new module there.
 """
 
 from __future__ import annotations

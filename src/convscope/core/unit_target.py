@@ -110,7 +110,7 @@ class UnitScore(nn.Module):
 
 def layer_runs_before(model: nn.Module, x: torch.Tensor, first: LayerRef, then: LayerRef) -> bool:
     """Whether ``first`` finishes before ``then`` in a forward pass of ``x``."""
-    from convscope.core.layers import _trace
+    from convscope.core.layer_listing import _trace
 
     order, calls = _trace(model, x[:1])
 

@@ -58,9 +58,9 @@ def load_image(src: ImageSource) -> Image.Image:
     dtype or value range, or an unsupported input type.
     """
     if isinstance(src, str) and src.startswith(SAMPLE_PREFIX):
-        from convscope.data.samples import load_sample
+        from convscope.data.sample_catalog import sample_source
 
-        return load_sample(src[len(SAMPLE_PREFIX) :])
+        return load_image(sample_source(src[len(SAMPLE_PREFIX) :]))
     if isinstance(src, (str, os.PathLike)):
         return _load_file(src)
     if isinstance(src, Image.Image):

@@ -269,7 +269,7 @@ def activations(
         :class:`Activations`: ``.maps[layer]`` is (N, C, h, w); ``.grid()``, ``.strip()``,
         ``.save()`` draw them.
     """
-    from convscope.api import prepare_inputs
+    from convscope.data.inputs import prepare_inputs
     from convscope.models import load_model
 
     bundle = load_model(model)

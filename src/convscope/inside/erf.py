@@ -93,7 +93,7 @@ def effective_receptive_field(
             ``"LAYER:K"``).
         batch_size: images per forward/backward pass (default all).
     """
-    from convscope.api import outside_inference_mode
+    from convscope.runner import outside_inference_mode
 
     return outside_inference_mode(_erf)(model, images, unit, position, batch_size)
 
@@ -101,7 +101,7 @@ def effective_receptive_field(
 def _erf(
     model: Any, images: Any, unit: Any, position: Any, batch_size: int | None
 ) -> EffectiveReceptiveField:
-    from convscope.api import prepare_inputs
+    from convscope.data.inputs import prepare_inputs
     from convscope.inside.receptive_field import receptive_field
     from convscope.models import load_model
 

@@ -323,8 +323,8 @@ def layer_stats(
         :class:`LayerStats`: ``.rows``, ``.table()``, ``.to_csv()``, ``.to_json()``,
         ``.chart()``, ``.save(folder)``.
     """
-    from convscope.api import prepare_inputs
     from convscope.core.layers import LayerRef
+    from convscope.data.inputs import prepare_inputs
     from convscope.models import load_model
 
     bundle = load_model(model)

@@ -1,18 +1,20 @@
 """Metrics for explanations: faithfulness (deletion/insertion AUC, Average Drop / Increase in
 Confidence), localization against ground-truth masks (pointing game, energy, relevance mass and
 rank accuracy) and the model-parameter randomization sanity check; :func:`evaluate` scores methods
-with the faithfulness metrics in one table."""
+with the faithfulness metrics in one table.
+
+Modules: ``common`` (the model, inputs, maps and targets the metrics share), ``baselines``,
+``faithfulness`` (the metrics), ``evaluation`` (scoring methods), ``localization``, ``sanity``."""
 
 from __future__ import annotations
 
+from convscope.metrics.baselines import black_input, gaussian_blur
+from convscope.metrics.evaluation import evaluate, evaluate_comparison
 from convscope.metrics.faithfulness import (
     ConfidenceResult,
     CurveResult,
     average_drop_increase,
-    black_input,
     deletion,
-    evaluate,
-    gaussian_blur,
     insertion,
     pixel_ranks,
 )
@@ -27,7 +29,6 @@ from convscope.metrics.localization import (
 from convscope.metrics.sanity import (
     RandomizationResult,
     model_randomization,
-    parametric_layers,
     rankdata,
     spearman,
     ssim,
@@ -43,10 +44,10 @@ __all__ = [
     "deletion",
     "energy_pointing_game",
     "evaluate",
+    "evaluate_comparison",
     "gaussian_blur",
     "insertion",
     "model_randomization",
-    "parametric_layers",
     "pixel_ranks",
     "pointing_game",
     "rankdata",

@@ -13,7 +13,7 @@
 - **Relevance rank accuracy** (Arras et al. 2022): with :math:`K = |M|`, the fraction of the
   top-K pixels (by the map, ties broken by pixel index) that lie in the mask.
 
-Maps are (N, H, W) (or an :class:`~convscope.core.result.Explanation`); masks are (N, H, W) or
+Maps are (N, H, W) (or an :class:`~convscope.result.Explanation`); masks are (N, H, W) or
 (H, W) (one mask for every image), boolean or 0/1, at the size of the maps (the model's input).
 Masks drawn on the original photos are brought there by :func:`resize_masks`, which resizes and
 crops them as the bundle's preprocessing did the photos. Everything is torch; nothing runs a model.
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from convscope.core.result import Explanation
 from convscope.errors import ConvscopeError
+from convscope.result import Explanation
 
 __all__ = [
     "PointingResult",

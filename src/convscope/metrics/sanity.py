@@ -31,14 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from convscope.core.bundle import ModelBundle
-from convscope.core.guard import preserved
+from convscope.core.layer_listing import parametric_layers
 from convscope.core.targets import TargetSpec
 from convscope.errors import ConvscopeError
 
 __all__ = [
     "RandomizationResult",
+    "checkpoint_layers",
     "model_randomization",
-    "parametric_layers",
     "rankdata",
     "spearman",
     "ssim",
@@ -174,21 +174,22 @@ def _minmax(m: torch.Tensor) -> torch.Tensor:
     return torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(torch.finfo(m.dtype).tiny), 0.0)
 
 
-def parametric_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """The names of the modules with parameters of their own that run on ``example``, in reverse
-    order of execution (the last to run first; a module run several times counts at its last
-    call). Modules that do not run, and parameters of the root module itself, are left out."""
-    from convscope.core.recorder import Recorder
+def checkpoint_layers(model: nn.Module, order: Sequence[str], k: int) -> list[str]:
+    """``k`` checkpoints of the cascade for :func:`model_randomization`'s ``stages``: among the
+    parametric layers ``order`` (top down, :func:`~convscope.core.layer_listing.parametric_layers`)
+    the convolutional and linear ones (a weight of 2 or more dimensions), ``k`` of them evenly
+    spread from the top one down to the first one (all of them when there are at most ``k``).
 
-    with preserved(model), torch.no_grad(), Recorder(model, "all") as rec:
-        model(example)
-    last: dict[str, int] = {}
-    for pos, (name, _) in enumerate(rec.order):
-        last[name] = pos
-    own = {
-        n for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))
-    }
-    return sorted((n for n in own if n in last), key=lambda n: -last[n])
+    Not to be confused with ``stages=k``, which randomizes and shows the top ``k`` layers only."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConvscopeError(f"the number of checkpoints must be at least 1, not {k!r}")
+    modules = dict(model.named_modules())
+    weighted = [n for n in order if getattr(getattr(modules[n], "weight", None), "ndim", 0) >= 2]
+    if k >= len(weighted):
+        return weighted
+    if k == 1:
+        return weighted[:1]
+    return [weighted[round(j * (len(weighted) - 1) / (k - 1))] for j in range(k)]
 
 
 def _reinit(module: nn.Module, seed: int, devices: list[int]) -> None:
@@ -263,15 +264,17 @@ def model_randomization(
         stages: ``"all"`` parametric layers (:func:`parametric_layers`), an int ``k`` (the top k
             only, cheaper), or layer names as checkpoints of the cascade: at the stage of layer
             ``L`` every parametric layer from the top down to ``L`` is randomized, so the maps are
-            those of the full cascade at ``L``, computed at a few depths only.
+            those of the full cascade at ``L``, computed at a few depths only
+            (:func:`checkpoint_layers` spreads ``k`` of them over the depth).
         seed: the layer ``i``-th from the top is re-initialized under seed ``seed + i``, so a
             stage does not depend on which other stages were asked for.
         with_ssim: also compute SSIM (needs maps of at least 7 x 7).
         batch_size: images per forward pass in :func:`convscope.explain`.
         progress: show a progress bar over stages.
     """
-    from convscope.api import explain, prepare_inputs
+    from convscope.data.inputs import prepare_inputs
     from convscope.models import load_model
+    from convscope.runner import explain
 
     bundle = load_model(model)
     x = prepare_inputs(bundle, images)[0]

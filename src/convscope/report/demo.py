@@ -2,8 +2,11 @@
 every method side by side; and the sanity check of Adebayo et al. 2018 on one photo.
 
 The page must build in under a minute on 2 CPU cores, so the multi-pass methods run with cheaper
-options than their defaults (:data:`DEMO_OPTIONS`, :data:`DEMO_LAYERS`); the page states each
-choice, the time each method took, and the methods that were skipped and why.
+options than their defaults (:data:`DEMO_OPTIONS`) and, where the bundle names one
+(``meta["cheaper_layers"]``), at a cheaper layer; the page states each choice, the time each
+method took, and the methods that were skipped and why. The page only lays out results: the
+methods run in one :func:`convscope.compare`, the sanity check's checkpoints come from
+:func:`convscope.metrics.sanity.checkpoint_layers`.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from typing import Any
 
 from convscope.report.page import Card, Figure, Page, Section, bars, table
 
-__all__ = ["DEMO_LAYERS", "DEMO_OPTIONS", "DEMO_SAMPLES", "build_demo"]
+__all__ = ["DEMO_OPTIONS", "DEMO_SAMPLES", "build_demo"]
 
 DEMO_SAMPLES = ("coffee", "chelsea", "astronaut", "rocket", "china", "flower")
 
 # Cheaper options for the multi-pass methods, and what they change (the page shows both). The
-# rows per pass are the device's default (convscope.core.passes.default_rows).
+# rows per pass are the device's default (convscope.core.perturbed_batches.default_rows).
 DEMO_OPTIONS: dict[str, dict[str, Any]] = {
     "smoothgrad": {"n_samples": 10, "seed": 0},
     "integrated_gradients": {"steps": 16},
@@ -33,20 +36,11 @@ DEMO_NOTES = {
     "occlusion": "slides a 56-pixel window every 28 pixels (49 forward passes per photo) instead "
     "of a 16-pixel one every 8 (729 passes, about 12 s per photo on 2 CPU cores)",
 }
-# Per model: methods run at another layer than the others, and why (the page shows it).
-DEMO_LAYERS: dict[str, dict[str, tuple[str, str]]] = {
-    "efficientnet_lite0": {
-        "scorecam": (
-            "_blocks.4",
-            "Score-CAM needs one forward pass per channel of its layer: the default layer's 1280 "
-            "channels take about 18 s per photo on 2 CPU cores, _blocks.4 has 40 (at 28 x 28)",
-        ),
-    },
-}
-# Methods left out for a model that has no cheaper layer for them in DEMO_LAYERS.
+# Methods left out for a model that has no cheaper layer for them (the bundle's
+# meta["cheaper_layers"], or build_demo's `layers`).
 TOO_SLOW = {
     "scorecam": "one forward pass per channel of the CAM layer per photo: too slow for the demo "
-    "(a cheaper layer can be set in convscope.report.demo.DEMO_LAYERS)",
+    "(a cheaper layer can be given in the bundle's meta['cheaper_layers'])",
 }
 SANITY_METHODS = ("gradcam", "guided_backprop", "saliency")
 # The comparison's order: the input-space methods, then the CAM family (others after, by name).
@@ -81,14 +75,15 @@ def build_demo(
     layer: str = "auto",
     sanity_sample: str | None = "chelsea",
     sanity_methods: Sequence[str] = SANITY_METHODS,
-    sanity_stages: int | Sequence[str] = 6,
+    sanity_checkpoints: int | Sequence[str] = 6,
     inside: bool = True,
     corpus: str | None = "samples-crops:96",
     featurevis: Mapping[str, Any] | bool = True,
     shapes: bool = True,
+    receptive_fields: bool = True,
     progress: bool = True,
 ) -> Page:
-    """A :class:`Page` with three sections.
+    """A :class:`Page` with these sections (and the optional ones named below).
 
     1. One card per photo: the image the model saw, Grad-CAM and saliency overlays for the top-1
        class, and the top-5 predictions.
@@ -104,13 +99,14 @@ def build_demo(
         methods: the methods compared (default: every registered method).
         options: options per method (default :data:`DEMO_OPTIONS`, cheaper than the methods' own).
         layers: a layer per method, for methods that must not run at ``layer``, as (layer, why)
-            or a layer name (default :data:`DEMO_LAYERS` for the model); a method of
+            or a layer name (default: the bundle's ``meta["cheaper_layers"]``); a method of
             :data:`TOO_SLOW` without one is left out, with the reason on the page.
         layer: the CAM layer of the comparison (default the model's).
         sanity_sample: the photo of the sanity check; None (or a photo not shown) leaves it out.
         sanity_methods: the methods checked.
-        sanity_stages: the checkpoints of the top-down cascade: a number ``k`` (``k`` convolutional
-            or linear layers evenly spread from the top layer down to the first) or layer names.
+        sanity_checkpoints: the stages of the top-down cascade at which maps are shown: a number
+            ``k`` (:func:`~convscope.metrics.sanity.checkpoint_layers`: ``k`` convolutional or
+            linear layers evenly spread from the top layer down to the first) or layer names.
         inside: add the "Inside the network" section (first-layer filters, the pipeline strip
             of the first photo, per-layer statistics; :mod:`convscope.report.inside_section`).
         corpus: the corpus of the "What the dataset says" section
@@ -121,14 +117,17 @@ def build_demo(
             settings, False to leave it out.
         shapes: add the "Shapes world" section (the models convscope trained, from their shipped
             weights and measurements; :mod:`convscope.report.shapes_section`).
+        receptive_fields: the "Receptive fields" section (the centre unit's exact box at three
+            depths on the first photo, and each unit's effective receptive field;
+            :mod:`convscope.report.rf_section`).
         progress: show progress bars.
     """
     import torch
-    from tqdm.auto import tqdm
 
     import convscope
     from convscope.api import prepare_inputs
     from convscope.data.samples import samples as available
+    from convscope.result import Comparison
 
     start = time.perf_counter()
     bundle = convscope.load_model(model)
@@ -140,7 +139,7 @@ def build_demo(
     images = [f"sample:{s}" for s in names]
     x, pixels, _ = prepare_inputs(bundle, images)
 
-    # -- every method, one at a time (for its time and its reason to be skipped) ----------------
+    # -- every method, in one comparison (its time per method, its reasons to skip) ---------------
     registered = convscope.methods()
     wanted = (
         [convscope.method_info(m).name for m in methods]  # an unknown name fails before any work
@@ -150,32 +149,26 @@ def build_demo(
     )
     checked = [convscope.method_info(m).name for m in sanity_methods]
     opts = {k: dict(v) for k, v in (DEMO_OPTIONS if options is None else options).items()}
-    given = DEMO_LAYERS.get(bundle.name, {}) if layers is None else layers
+    given = bundle.meta.get("cheaper_layers", {}) if layers is None else layers
     model_layers = {m: v if isinstance(v, tuple) else (v, "") for m, v in given.items()}
-    results: dict[str, convscope.Explanation] = {}
-    skipped: dict[str, str] = {}
-    excluded: dict[str, str] = {}
-    seconds: dict[str, float] = {}
-    steps = tqdm(wanted, desc="demo: methods", unit="method", disable=not progress)
-    for name in steps:
-        steps.set_postfix_str(name)
-        if name in TOO_SLOW and name not in model_layers:
-            excluded[name] = TOO_SLOW[name]
-            continue
-        own = opts.get(name)  # may hold a batch_size of the method's own
-        t = time.perf_counter()
-        got, why = convscope.compare(
+    excluded = {m: TOO_SLOW[m] for m in wanted if m in TOO_SLOW and m not in model_layers}
+    run = [m for m in wanted if m not in excluded]
+    comparison = (
+        convscope.compare(
             bundle,
             x,
-            [name],
-            layer=model_layers[name][0] if name in model_layers else layer,
-            options={name: own} if own else None,
+            run,
+            layer=layer,
+            options={m: o for m, o in opts.items() if m in run and o} or None,
+            layers={m: where for m, (where, _) in model_layers.items() if m in run} or None,
+            progress=progress,
         )
-        seconds[name] = time.perf_counter() - t
-        skipped.update(why)
-        for r in got.values():
-            r.pixels, r.labels = pixels, names
-        results.update(got)
+        if run
+        else Comparison()
+    )
+    results, skipped, seconds = comparison.explanations, comparison.skipped, comparison.seconds
+    for r in results.values():
+        r.pixels, r.labels = pixels, names
 
     phases = {"methods": sum(seconds.values())}
     mark = time.perf_counter()
@@ -206,11 +199,17 @@ def build_demo(
                 x[names.index(sanity_sample)][None],
                 sanity_sample,
                 checked,
-                sanity_stages,
+                sanity_checkpoints,
                 progress,
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
+    if receptive_fields and pixels is not None:
+        from convscope.report.rf_section import receptive_field_section
+
+        mark = time.perf_counter()
+        page.sections.append(receptive_field_section(page, bundle, x, names[0]))
+        phases["receptive fields"] = time.perf_counter() - mark
     if inside:
         from convscope.report.inside_section import inside_section
 
@@ -393,40 +392,31 @@ def _chunks(items: list[str], most: int) -> list[list[str]]:
     return out
 
 
-def _sanity_stages(bundle: Any, x: Any, stages: int | Sequence[str]) -> tuple[list[str], int]:
-    """The checkpoints (``k`` convolutional or linear layers evenly spread over the parametric
-    layers, top down, or the names given) and the number of parametric layers."""
-    from convscope.metrics.sanity import parametric_layers
-
-    order = parametric_layers(bundle.model, x)
-    if not isinstance(stages, int):
-        return list(stages), len(order)
-    modules = dict(bundle.model.named_modules())
-    weighted = [n for n in order if getattr(getattr(modules[n], "weight", None), "ndim", 0) >= 2]
-    if stages >= len(weighted):
-        return weighted, len(order)
-    if stages == 1:
-        return weighted[:1], len(order)
-    picks = [weighted[round(j * (len(weighted) - 1) / (stages - 1))] for j in range(stages)]
-    return picks, len(order)
-
-
 def _sanity(
     page: Page,
     bundle: Any,
     x: Any,
     sample: str,
     methods: list[str],
-    stages: int | Sequence[str],
+    checkpoints: int | Sequence[str],
     progress: bool,
 ) -> Section:
     import convscope
+    from convscope.core.layer_listing import parametric_layers
+    from convscope.core.maps import display_norm, normalize_maps
     from convscope.errors import LayerError, MethodError
     from convscope.metrics import model_randomization
-    from convscope.viz.render import colorize, normalize_maps, overlay, png_bytes, to_pil
+    from convscope.metrics.sanity import checkpoint_layers
+    from convscope.viz.render import colorize, overlay, png_bytes, to_pil
     from convscope.viz.sanity import correlation_plot
 
-    chosen, total = _sanity_stages(bundle, x, stages)
+    order = parametric_layers(bundle.model, x)
+    chosen = (
+        checkpoint_layers(bundle.model, order, checkpoints)
+        if isinstance(checkpoints, int)
+        else list(checkpoints)
+    )
+    total = len(order)
     runs, skipped = {}, {}
     for m in methods:
         try:
@@ -459,8 +449,9 @@ def _sanity(
     pixels = bundle.pixels_of(x)[0].cpu()
     photo = page.add_asset(f"sanity_{sample}.png", png_bytes(to_pil(pixels)))
     for m, r in runs.items():
-        gradient = convscope.method_info(m).family == "gradient"
-        heat = normalize_maps(r.maps[:, 0], "p99" if gradient else "max")
+        family = convscope.method_info(m).family
+        gradient = family == "gradient"
+        heat = normalize_maps(r.maps[:, 0], display_norm(family))
         heat = heat.abs() if gradient else heat.clamp_min(0)
         figures = [Figure(photo, f"input\n{sample}", width="118px")]
         for s, stage in enumerate(r.stages):

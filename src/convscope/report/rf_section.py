@@ -40,10 +40,12 @@ def receptive_field_card(
     name: str,
     photo: int = 0,
     pixels: torch.Tensor | None = None,
+    most: int = 4,
 ) -> Card:
     """A wide card: photo ``photo`` of ``x`` (drawn from ``pixels``, default the bundle's
     denormalized ``x``) with the centre unit's box at three depths, and each unit's effective
-    receptive field averaged over all of ``x``, its box outlined."""
+    receptive field averaged over the first ``most`` photos of ``x``, its box outlined (one
+    forward and backward pass per depth)."""
     import convscope
     from convscope.viz.receptive_field import BOX_COLOURS, draw_boxes, erf_picture
     from convscope.viz.render import png_bytes
@@ -63,12 +65,12 @@ def receptive_field_card(
         i, j = h // 2, w // 2
         boxes.append(rf.box(i, j))
         labels.append(layer)
-        erf = convscope.effective_receptive_field(bundle, x, layer, position=(i, j))
+        erf = convscope.effective_receptive_field(bundle, x[:most], layer, position=(i, j))
         src = page.add_asset(
             f"rf_erf_{layer}.png",
             png_bytes(erf_picture(erf.map, rf.box(i, j), 220, colour=BOX_COLOURS[k], zoom=True)),
         )
-        figures.append(Figure(src, f"{layer}: mean |d unit / d input|, its box", "220px"))
+        figures.append(Figure(src, f"{layer}: mean |d unit / d input|, box outlined", "220px"))
         geo = f"{rf.size[0]} x {rf.size[1]}" if rf.regular else "irregular"
         stride = f"{rf.stride[0]}" if rf.regular else "-"
         rows.append(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from convscope.core.result import Explanation
-from convscope.viz.render import display_peak, figure_image
+from convscope.core.maps import display_peak
+from convscope.viz.render import figure_image
+
+if TYPE_CHECKING:  # a renderer reads results, it never imports what makes them
+    from convscope.result import Explanation
 
 __all__ = [
     "comparison_figure",
@@ -193,7 +196,5 @@ def _raw_ticks(r: Any, i: int, lo: float, hi: float) -> tuple[float, float]:
     """The raw values of map ``i`` that the display's ``lo`` and ``hi`` stand for (the 99th
     percentile of ``|map|`` for gradient maps, whose display is clipped there)."""
     raw = r.maps[i : i + 1]
-    if r.display_norm == "minmax":
-        return float(raw.min()), float(raw.max())
     peak = float(display_peak(raw, r.display_norm)[0])
     return lo * peak, hi * peak

@@ -1,8 +1,8 @@
 """Pure rendering: tensors in, images out. No model runs here.
 
-Heat maps are drawn by normalizing them to [0, 1] (:func:`normalize_maps`), mapping them through a
-matplotlib colormap (a 256-entry lookup table applied in torch) and alpha-blending them over the
-image the model saw.
+Heat maps are drawn by normalizing them to [0, 1] (:func:`convscope.core.maps.normalize_maps`:
+arithmetic, so it lives in core), mapping them through a matplotlib colormap (a 256-entry lookup
+table applied in torch) and alpha-blending them over the image the model saw.
 """
 
 from __future__ import annotations
@@ -19,45 +19,11 @@ __all__ = [
     "colorize",
     "colormap_names",
     "is_colormap",
-    "display_peak",
     "figure_image",
-    "normalize_maps",
     "overlay",
     "png_bytes",
     "png_data_uri",
 ]
-
-
-def normalize_maps(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
-    """Scale each map of an (N, H, W) batch for display.
-
-    ``"max"``: divide by the per-map maximum of ``|map|`` (the lecture notes' ``S / S_max``), so
-    non-negative maps land in [0, 1] and signed maps in [-1, 1]. ``"minmax"``: map the per-map
-    range onto [0, 1]. ``"p99"``: divide by the per-map 99th percentile of ``|map|`` and clip to
-    [-1, 1], the usual display of gradient maps, whose few extreme pixels would otherwise leave the
-    rest black. A map that is all zero stays zero.
-    """
-    flat = maps.reshape(maps.shape[0], -1)
-    if mode in ("max", "p99"):
-        peak = display_peak(maps, mode).clamp_min(torch.finfo(torch.float32).tiny).to(maps.dtype)
-        out = maps / peak.view(-1, *([1] * (maps.ndim - 1)))
-        return out if mode == "max" else out.clamp(-1, 1)
-    if mode == "minmax":
-        lo = flat.amin(dim=1).view(-1, *([1] * (maps.ndim - 1)))
-        hi = flat.amax(dim=1).view(-1, *([1] * (maps.ndim - 1)))
-        return (maps - lo) / (hi - lo).clamp_min(torch.finfo(maps.dtype).tiny)
-    raise ValueError(f"unknown normalization {mode!r}; use 'max', 'p99' or 'minmax'")
-
-
-def display_peak(maps: torch.Tensor, mode: str = "max") -> torch.Tensor:
-    """The raw value that :func:`normalize_maps` shows as 1, per map: the maximum of ``|map|``
-    (``"max"``) or its 99th percentile (``"p99"``); (N,) float32."""
-    mag = maps.reshape(maps.shape[0], -1).abs().float()
-    if mode == "max":
-        return mag.amax(dim=1)
-    if mode == "p99":
-        return torch.quantile(mag, 0.99, dim=1)
-    raise ValueError(f"display_peak takes 'max' or 'p99', not {mode!r}")
 
 
 # matplotlib's "jet" as its breakpoints (x, value) per channel, all continuous, so that the default

@@ -1,4 +1,4 @@
-"""Running a model from a layer onwards (core.surgery.Tail)."""
+"""Running a model from a layer onwards (core.tail.Tail)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 
 from convscope.core.guard import fingerprints_equal, model_fingerprint, preserved
 from convscope.core.layers import resolve_layer
-from convscope.core.surgery import Tail, substitute
+from convscope.core.tail import Tail, substitute
 from tests.models import TinyCNN, tiny_input
 
 

@@ -23,7 +23,7 @@ the system and faulted in again at every pass.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -34,6 +34,7 @@ from convscope.errors import MethodError, TargetError
 __all__ = [
     "CPU_PASS_BYTES",
     "as_baseline",
+    "check_batch_size",
     "clean_forward",
     "copy_scores",
     "default_rows",
@@ -85,6 +86,16 @@ def copy_scores(target: Target, output: torch.Tensor, images: torch.Tensor, n: i
 CPU_PASS_BYTES = 4 * 3 * 224 * 224 * 4
 
 
+def check_batch_size(batch_size: Any, name: str = "batch_size") -> None:
+    """The one check of a ``batch_size`` (rows per pass): None (the default) or a positive
+    integer; anything else is a :class:`MethodError` naming ``name`` (``"--batch-size"`` in the
+    CLI)."""
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise MethodError(f"{name} must be a positive integer, not {batch_size!r}")
+
+
 def default_rows(default: int, like: torch.Tensor | None) -> int:
     """Rows per pass when the caller gave no ``batch_size``: ``default`` on a GPU; on a CPU at most
     as many rows of ``like`` (the tensor whose perturbed copies are batched: the input, or the
@@ -107,10 +118,7 @@ def row_chunks(
     """``[start, stop)`` ranges of at most ``batch_size`` perturbed rows (if None:
     :func:`default_rows` of ``default`` and ``like``); whole copies of the ``n``-image batch (at
     least one) when the target is a callable or ``whole`` is set."""
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise MethodError(f"batch_size must be a positive integer or None, not {batch_size!r}")
+    check_batch_size(batch_size)
     step = min(default_rows(default, like) if batch_size is None else batch_size, rows)
     if whole or target.fn is not None:
         step = max(n, step - step % n)

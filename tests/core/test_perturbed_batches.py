@@ -1,4 +1,4 @@
-"""Rows per pass of the multi-pass methods when no batch_size is given (core.passes)."""
+"""Rows per pass of the multi-pass methods when no batch_size is given (core.perturbed_batches)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import convscope
-from convscope.core.passes import CPU_PASS_BYTES, default_rows
+from convscope.core.perturbed_batches import CPU_PASS_BYTES, default_rows
 from tests.models import TinyCNN, tiny_input
 
 

@@ -11,7 +11,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-__all__ = ["Explanation"]
+from convscope.core.maps import display_norm, normalize_maps
+
+__all__ = ["Comparison", "Explanation"]
 
 
 @dataclass
@@ -63,13 +65,11 @@ class Explanation:
     @property
     def display_norm(self) -> str:
         """How maps are scaled for display: ``"p99"`` for input-gradient maps, else ``"max"``."""
-        return "p99" if self.meta.get("family") == "gradient" else "max"
+        return display_norm(self.meta.get("family"))
 
     def normalized(self, mode: str | None = None) -> torch.Tensor:
-        """Maps scaled per image for display (see :func:`convscope.viz.render.normalize_maps`);
+        """Maps scaled per image for display (see :func:`convscope.core.maps.normalize_maps`);
         the default is :attr:`display_norm`."""
-        from convscope.viz.render import normalize_maps
-
         return normalize_maps(self.maps.detach(), mode or self.display_norm)
 
     def top_predictions(self, k: int = 5) -> list[list[tuple[int, str, float]]]:
@@ -147,3 +147,24 @@ class Explanation:
             )
         head = html.escape(f"{self.method}" + (f" @ {self.layer}" if self.layer else ""))
         return f"<div><b>{head}</b><br>{''.join(cells)}</div>"
+
+
+@dataclass
+class Comparison:
+    """Several methods run on the same images (:func:`convscope.compare`).
+
+    Attributes:
+        explanations: the :class:`Explanation` of each method that applied, by method name, in the
+            order the methods were asked for.
+        skipped: each method that cannot apply to the model, with the one-line reason.
+        seconds: the wall time of each method that ran (the skipped ones until they gave up), the
+            device synchronized before and after.
+    """
+
+    explanations: dict[str, Explanation] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        skipped = f", skipped={sorted(self.skipped)}" if self.skipped else ""
+        return f"Comparison(methods={list(self.explanations)}{skipped})"
