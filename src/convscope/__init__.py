@@ -111,8 +111,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from convscope.metrics.filters import filter_structure
     from convscope.metrics.truth import attribution_vs_truth
     from convscope.models import list_models, load_model
-    from convscope.train.trainer import train_model
     from convscope.result import Explanation
+    from convscope.train.trainer import train_model
 
 
 def __getattr__(name: str) -> Any:

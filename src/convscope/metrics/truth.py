@@ -64,10 +64,10 @@ def attribution_vs_truth(
     to the model with the reason. ``layer``: the layer of the methods that need one (default the
     model's).
     """
-    from convscope.runner import compare
     from convscope.data.shapes import generate
     from convscope.metrics.localization import pointing_game, relevance_mass_accuracy
     from convscope.models import load_model
+    from convscope.runner import compare
 
     bundle = load_model(model)
     batch = generate(n, seed, 64, count=count)
