@@ -50,7 +50,9 @@ def test_skipped_methods_with_the_same_reason_share_a_line():
 @pytest.fixture(scope="module")
 def tiny_results():
     model = TinyCNN()
-    return convscope.compare(model, tiny_input(1), ["saliency", "gradcam", "layercam", "cam"])[0]
+    return convscope.compare(
+        model, tiny_input(1), ["saliency", "gradcam", "layercam", "cam"]
+    ).explanations
 
 
 def test_grid_layout_and_the_skipped_note(tiny_results):
