@@ -40,6 +40,8 @@ CASES = [
     ("class:1", {"param": "pixels", "clip_norm": 120}, ConvscopeError, "percentiles", 0),
     ("class:1", {"lr": [0.1, 0.2], "batch": 3}, ConvscopeError, "per-copy options have 2", 0),
     ("class:1", {"transforms": "wobbly"}, ConvscopeError, "transforms must be", 0),
+    ("class:1", {"lr_units": "input"}, ConvscopeError, "lr_units='input' is for gradient", 0),
+    ("class:1", {"param": "pixels", "lr_units": "bytes"}, ConvscopeError, "lr_units must be", 0),
     ([], {}, ConvscopeError, "no objective", 0),
 ]
 

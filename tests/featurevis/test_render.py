@@ -9,6 +9,7 @@ from scipy.ndimage import gaussian_filter
 
 import convscope
 from convscope.featurevis import custom
+from convscope.featurevis.render import pixel_space
 from tests.featurevis.helpers import CENTER, SPREAD, linear_bundle
 from tests.models import TinyCNN
 
@@ -79,6 +80,25 @@ def test_progress_rule_and_decay_by_hand():
     )
     rate = min(10.0, p / float(g.square().sum()))
     torch.testing.assert_close(r.images[0], CENTER + (1 - d) * rate * g)
+
+
+def test_input_units_step_by_hand():
+    """lr_units='input': the step is taken on the model's input, x_in <- x_in + lr * g_in with
+    g_in = SPREAD * g (chain rule), so in display pixels it is SPREAD^2 * lr * g; the normalized
+    rule moves the input by lr (the display image by SPREAD * lr); an uncapped progress step
+    raises the linear logit by `gain` in either units."""
+    b = linear_bundle()
+    g = _grad(b)
+    kw = {"param": "pixels", "optimizer": "ascent", "transforms": "none", "lr_units": "input"}
+    r = _run(b, 1, step="plain", lr=0.01, **kw)
+    torch.testing.assert_close(r.images[0], CENTER + SPREAD**2 * 0.01 * g)
+    r = _run(b, 1, step="normalized", lr=0.05, **kw)
+    torch.testing.assert_close(r.images[0], CENTER + SPREAD * 0.05 * g / g.norm())
+    assert float(r.inputs[0].norm()) == pytest.approx(0.05, rel=1e-5)
+    for units in ("input", "display"):
+        r = _run(b, 1, step="progress", lr=1e6, gain=0.3, **{**kw, "lr_units": units})
+        torch.testing.assert_close(r.images[0], CENTER + 0.3 * g / g.square().sum())
+        assert float(r.values[0]) == pytest.approx(2.0 + 0.3, rel=1e-5)
 
 
 def test_blur_and_clipping_in_the_loop_match_numpy():
@@ -186,13 +206,18 @@ def test_ascent_raises_a_channel_of_tinycnn():
 
 
 def test_yosinski_makes_four_images_with_the_papers_settings():
-    r = convscope.visualize(TinyCNN(), "class:2", steps=3, size=16, preset="yosinski")
+    model = TinyCNN()
+    r = convscope.visualize(model, "class:2", steps=3, size=16, preset="yosinski")
     assert len(r) == 4 and r.copy == [0, 1, 2, 3]
     assert r.options["decay"] == (0.0, 0.3, 0.0001, 0.0)
     assert r.options["clip_contribution"] == (0.0, 0.0, 0.0, 90.0)
-    # copy 0 clips half the pixels by norm: at least half of them sit at the mean colour
-    dev = (r.images[0] - r.images[0].new_tensor(0.5).expand(3, 1, 1)).abs().sum(0)
-    assert dev.numel() > 0
+    assert r.options["lr_units"] == "input"
+    assert r.options["lr"] == (1.0, 1.0, 1.0, 1e6) and r.options["gain"][::3] == (200.0, 200.0)
+    # the clipping rows leave 50 %, 20 % and 90 % of the 256 pixels exactly at the mean colour
+    center = pixel_space(convscope.load_model(model)).center.view(3, 1, 1)
+    at_mean = [int(((r.images[k] - center).abs().sum(0) == 0).sum()) for k in range(4)]
+    assert at_mean[0] == 128 and at_mean[3] == pytest.approx(0.9 * 256, abs=1)
+    assert at_mean[1] == pytest.approx(0.2 * 256, abs=1) and at_mean[2] == 0
 
 
 def test_custom_and_algebra_objectives_run():

@@ -22,10 +22,25 @@ A preset fixes the choices that define it (``fixed``) and suggests values for th
 (``defaults``); an option that contradicts a fixed choice is an error, any other option overrides
 the suggestion. Without a preset the defaults are lucid's and every option is free.
 
-Learning rates are in display-pixel units (an image in [0, 1]). Yosinski et al. worked on the 0-255
-scale with the gradient of that scale, so their rates are divided by 255^2 here; their
-"progress" policy (a step that would raise the objective by a given amount under a linear model)
-needs no conversion.
+Learning rates are in display-pixel units (an image in [0, 1]) unless ``lr_units="input"``: then
+the step is taken in the model's input units (after the bundle's preprocessing), where Yosinski et
+al.'s Caffe code stepped (its input blob: BGR 0-255 minus the mean).
+
+Yosinski's rates. Table 1 of the paper gives the regularizers (decay, blur width and period, the
+two clipping percentiles); they are unit-free and kept exactly. The step rules come from the
+authors' toolbox (``optimize_image.py``, README): a constant rate of 100, or the "progress" policy
+(the step that would raise the objective by 2 if it were linear, at most 100 or 1e8), in CaffeNet's
+input units and fc8 units. A gradient's size is a property of the network, so no change of pixel
+units carries these rates to another model. Measured on EfficientNet-Lite0 (flamingo, 100 steps,
+160 px): converted by the input scale (lr / 128^2 in Lite0's input units) every image stays within
+1/255 of the mean image (blur and clipping erase the small steps); taken literally in Lite0's
+input units the constant-rate images saturate (17-34 % of the pixels at 0 or 1) and lose the class.
+The preset therefore runs the toolbox's rules in the model's input units on the objective divided
+by ``YOSINSKI_OBJECTIVE_SCALE`` = 100 (constant rate 100 -> 1, progress 2 -> 200, caps
+100 -> 1 and 1e8 -> 1e6): the one scale, found by a grid search on Lite0 (1, ~30, 100; the paper
+chose its own settings by a random search of 300 combinations on CaffeNet), at which all four
+images are image-like, reach the class and look as different as the paper's four rows (see
+benchmarks/README.md). Another model may want another scale: pass ``lr`` and ``gain``.
 """
 
 from __future__ import annotations
@@ -38,9 +53,19 @@ from typing import Any
 from convscope.errors import ConvscopeError
 from convscope.featurevis.transforms import NONE, STANDARD, Transforms
 
-__all__ = ["OPTIONS", "PRESETS", "Preset", "Recipe", "presets", "resolve_options"]
+__all__ = [
+    "OPTIONS",
+    "PRESETS",
+    "YOSINSKI_OBJECTIVE_SCALE",
+    "Preset",
+    "Recipe",
+    "presets",
+    "resolve_options",
+]
 
-_P255 = 255.0**2  # Yosinski's rates were for gradients of 0-255 pixels
+# Yosinski's toolbox rates run on the objective divided by this (see the module docstring).
+YOSINSKI_OBJECTIVE_SCALE = 100.0
+_K = YOSINSKI_OBJECTIVE_SCALE
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,7 @@ class Recipe:
     init_std: float = 0.01
     optimizer: str = "adam"
     lr: tuple[float, ...] = (0.05,)
+    lr_units: str = "display"
     step: tuple[str, ...] = ("plain",)
     gain: tuple[float, ...] = (math.inf,)
     l2: float = 0.0
@@ -84,7 +110,9 @@ OPTIONS = {
     "init": "pixels: 'zeros' (the mean image) or 'random'; fourier: always random",
     "init_std": "standard deviation of a random start (pixels: display units; fourier: spectrum)",
     "optimizer": "'adam' or 'ascent' (gradient ascent with a `step` rule)",
-    "lr": "learning rate (display-pixel units), one or one per copy",
+    "lr": "learning rate (display-pixel units, or see lr_units), one or one per copy",
+    "lr_units": "ascent on pixels: 'display' (lr and step in display pixels, [0, 1]) or 'input' "
+    "(in the model's input after its preprocessing, as Yosinski et al.'s Caffe code)",
     "step": "ascent rule: 'plain' (lr * g), 'normalized' (lr * g / ||g||), 'progress' "
     "(min(lr, gain / ||g||^2) * g)",
     "gain": "the 'progress' rule's objective gain per step (Yosinski's desired_prog)",
@@ -109,6 +137,7 @@ PER_COPY = (
 )
 PARAMS = ("fourier", "pixels")
 OPTIMIZERS = ("adam", "ascent")
+LR_UNITS = ("display", "input")
 STEPS = ("plain", "normalized", "progress")
 INITS = ("zeros", "random")
 
@@ -173,7 +202,8 @@ PRESETS: dict[str, Preset] = {
             "l2": 0.0,
             "tv": 0.0,
         },
-        # The four rows of Table 1, with the learning-rate policies of the authors' README.
+        # The four rows of Table 1, with the learning-rate policies of the authors' README in the
+        # model's input units on the objective / _K (module docstring).
         defaults={
             "init_std": 10 / 255,
             "decay": (0.0, 0.3, 0.0001, 0.0),
@@ -182,8 +212,9 @@ PRESETS: dict[str, Preset] = {
             "clip_norm": (50.0, 20.0, 0.0, 0.0),
             "clip_contribution": (0.0, 0.0, 0.0, 90.0),
             "step": ("progress", "plain", "plain", "progress"),
-            "lr": (100 / _P255, 100 / _P255, 100 / _P255, 1e8 / _P255),
-            "gain": (2.0, math.inf, math.inf, 2.0),
+            "lr_units": "input",
+            "lr": (100 / _K, 100 / _K, 100 / _K, 1e8 / _K),
+            "gain": (2.0 * _K, math.inf, math.inf, 2.0 * _K),
         },
         steps=300,
         copies=4,
@@ -350,6 +381,7 @@ def _build(values: dict[str, Any], copies: int, explicit: Mapping[str, Any]) -> 
         init_std=_number("init_std", values.get("init_std", 0.01)),
         optimizer=optimizer,
         lr=_per_copy("lr", values.get("lr", 0.05), copies, float),
+        lr_units=_choice("lr_units", values.get("lr_units", "display"), LR_UNITS),
         step=_per_copy("step", values.get("step", "plain"), copies, str),
         gain=_per_copy("gain", values.get("gain", math.inf), copies, float),
         l2=_number("l2", values.get("l2", 0.0)),
@@ -384,6 +416,10 @@ def _build(values: dict[str, Any], copies: int, explicit: Mapping[str, Any]) -> 
             raise ConvscopeError("init='zeros' is for param='pixels' (a zero spectrum is grey)")
     elif explicit.get("decorrelate"):
         raise ConvscopeError("decorrelate=True is for param='fourier'")
+    if r.lr_units == "input" and (optimizer != "ascent" or param != "pixels"):
+        raise ConvscopeError(
+            "lr_units='input' is for gradient ascent on pixels (optimizer='ascent', param='pixels')"
+        )
     for i, every in enumerate(r.blur_every):
         if every and r.blur_sigma[i] <= 0:
             raise ConvscopeError("blur_every needs blur_sigma > 0")

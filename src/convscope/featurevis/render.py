@@ -168,6 +168,8 @@ def render(
             decay = _per_image(recipe.decay, n_obj, device)
             clip_norm = _per_image(recipe.clip_norm, n_obj, device)
             clip_contrib = _per_image(recipe.clip_contribution, n_obj, device)
+            # lr_units="input": the step and the pixel operators run in the model's input units
+            spread = pixels.spread.view(1, -1, 1, 1) if recipe.lr_units == "input" else None
             any_decay = any(recipe.decay)
             any_norm = any(recipe.clip_norm)
             any_contrib = any(recipe.clip_contribution)
@@ -221,6 +223,7 @@ def render(
                         param,
                         grads[0],
                         step,
+                        spread,
                         lr,
                         rule,
                         prog,
@@ -289,6 +292,7 @@ def _ascent_step(
     param: ImageParam,
     g: torch.Tensor,
     step: int,
+    spread: torch.Tensor | None,
     lr: torch.Tensor,
     rule: torch.Tensor,
     prog: torch.Tensor,
@@ -303,9 +307,12 @@ def _ascent_step(
 ) -> None:
     """One gradient-ascent step on the (single) parameter tensor, then Yosinski's operators in his
     order (decay, blur, small-norm clipping, small-contribution clipping), then the projection to
-    the valid range."""
+    the valid range. With ``spread`` (lr_units="input") all of it runs in the model's input units:
+    ``x_in = x / spread`` and ``g_in = g * spread`` (the chain rule of ``input = (x - c) / s``)."""
     (x,) = param.params
     with torch.no_grad():
+        if spread is not None:
+            x, g = x / spread, g * spread
         size = ascent_rate(g, lr, rule, prog)
         new = x + size.view(-1, *([1] * (x.ndim - 1))) * g
         if any_decay:
@@ -318,5 +325,7 @@ def _ascent_step(
             new = reg.clip_small_norm(new, clip_norm)
         if any_contrib:
             new = reg.clip_small_contribution(new, g, clip_contrib)
-        x.copy_(new)
+        if spread is not None:
+            new = new * spread
+        param.params[0].copy_(new)
     param.project_()
