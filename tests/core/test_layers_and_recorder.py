@@ -114,3 +114,30 @@ def test_layer_functions_take_a_bundle(tiny, tiny_x):
     assert rows["conv1"] == (1, 8, 224, 224) and rows["fc"] == (1, 5)
     with pytest.raises(LayerError, match="example input is needed"):
         list_layers(tiny)
+
+
+def test_recorder_stop_ends_the_pass_after_the_last_layer_asked_for():
+    from tests.models import TinyCNN, tiny_input
+
+    class CountingLinear(nn.Linear):
+        calls = 0
+
+        def forward(self, x):
+            CountingLinear.calls += 1
+            return super().forward(x)
+
+    model = TinyCNN()
+    fc = CountingLinear(16, 5)
+    fc.load_state_dict(model.fc.state_dict())
+    model.fc = fc
+    x = tiny_input(2)
+    with Recorder(model, ["conv2", "act@1"]) as full:
+        out = full.forward(x)
+        want = full.activation("act@1").clone()
+    assert out.shape == (2, 5) and CountingLinear.calls == 1
+    with Recorder(model, ["conv2", "act@1"], stop=True) as rec:
+        assert rec.forward(x) is None
+        torch.testing.assert_close(rec.activation("act@1"), want)
+        assert len(rec.calls["act"]) == 2  # stopped at the second call: conv3 never ran
+    assert CountingLinear.calls == 1
+    assert not model.act._forward_hooks  # hooks removed as always

@@ -228,3 +228,27 @@ def test_custom_and_algebra_objectives_run():
     assert r.objectives == ["channel:conv3:1 - 0.5 * channel:conv3:2", "1-minus-2"]
     out = model(r.inputs)
     torch.testing.assert_close(r.values[1], (out[1, 1] - out[1, 2]).detach())
+
+
+def test_unit_objectives_stop_the_forward_pass_early_with_the_same_images():
+    """A channel objective reads no class output: each step's pass stops at its layer (the head
+    never runs in the loop; the dry run and the final scoring pass run the whole model), and the
+    images are those of a run that also computes the output (a zero-weight class term)."""
+    from convscope.featurevis import channel, class_score
+
+    model = TinyCNN()
+    heads = []
+    handle = model.fc.register_forward_hook(lambda m, i, o: heads.append(1))
+    kw = {"steps": 4, "size": 16, "seed": 1}
+    try:
+        short = convscope.visualize(model, "channel:conv2:3", **kw)
+        n_short = len(heads)
+        full = convscope.visualize(model, channel("conv2:3") + 0 * class_score(0), **kw)
+        n_full = len(heads) - n_short
+    finally:
+        handle.remove()
+    assert (n_short, n_full) == (2, 6)
+    assert short.output is not None
+    torch.testing.assert_close(short.output, full.output)
+    torch.testing.assert_close(short.images, full.images)
+    torch.testing.assert_close(short.values, full.values)

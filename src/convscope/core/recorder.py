@@ -11,6 +11,11 @@ Each hook hands a clone of the output to the rest of the network, so a later in-
 ``reduce`` the hook keeps only ``reduce(name, k, output)`` (a summary computed at once, before any
 later operation can change the output), clones nothing and holds no activation: statistics over
 every layer stream in constant memory. Hooks are removed on exit, whatever happened inside.
+
+With ``stop=True`` the forward pass ends as soon as every call asked for has been recorded (the
+hook raises a private exception that :meth:`Recorder.forward` catches): a method that reads a
+middle layer and not the output (a channel's feature visualization) pays only for the network up
+to that layer.
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ class Recorder:
         reduce: ``fn(name, k, output) -> value`` (``k``: the module's call number in this pass):
             keep ``value`` instead of the output, in ``calls[name][k]``. The output is neither
             cloned nor kept.
+        stop: end each forward pass once every asked call of every layer is recorded; run the
+            model with :meth:`forward`, which then returns None instead of the output. A layer
+            named without ``@k`` counts as recorded at its first call. Not with ``reduce``.
 
     Use::
 
@@ -73,10 +81,12 @@ class Recorder:
         *,
         gradients: bool = False,
         reduce: Callable[[str, int, Any], Any] | None = None,
+        stop: bool = False,
     ) -> None:
         self.model = model
         self.gradients = gradients
         self.reduce = reduce
+        self.stop = stop and layers != "all" and reduce is None
         self.shapes_only = layers == "all"
         if self.shapes_only:
             self.refs = [LayerRef(n, m, None) for n, m in model.named_modules() if n]
@@ -123,6 +133,17 @@ class Recorder:
         while self._handles:
             self._handles.pop().remove()
 
+    def _complete(self) -> bool:
+        return all(len(self.calls[r.name]) > (r.call or 0) for r in self.refs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """``model(*args, **kwargs)`` with the hooks in place; None when ``stop`` ended the pass
+        after the last layer asked for."""
+        try:
+            return self.model(*args, **kwargs)
+        except _StopForward:
+            return None
+
     def clear(self) -> None:
         """Forget what was recorded (keep the hooks), e.g. between two forward passes."""
         for v in self.calls.values():
@@ -146,6 +167,8 @@ class Recorder:
                 output = output.detach().requires_grad_(True)
             self.calls[name].append(output)
             self.order.append((name, len(self.calls[name]) - 1))
+            if self.stop and self._complete():
+                raise _StopForward
             # Downstream gets a copy: in-place operations after this point leave the record intact.
             return output.clone()
 
@@ -229,6 +252,11 @@ class Recorder:
 
 
 _SKIPPED = object()  # placeholder for a call that ran but was not asked for
+
+
+class _StopForward(BaseException):
+    """Raised by a hook to end a forward pass early (a BaseException, so that a model's own
+    ``except Exception`` does not swallow it)."""
 
 
 def _shape_of(output: Any) -> Any:
