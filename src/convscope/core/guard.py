@@ -34,6 +34,56 @@ def _hooks(module: nn.Module) -> dict[str, dict[int, Any]]:
     return {name: dict(getattr(module, name)) for name in _HOOK_DICTS if hasattr(module, name)}
 
 
+class _Snapshot:
+    """What :func:`preserved` restores, taken in one walk over the modules.
+
+    Cheap by design (it runs on every call, and on a GPU the model's own passes take a few
+    milliseconds): the module tree is walked once, parameters come from that walk, each module's
+    attributes are read from its ``__dict__`` (no ``nn.Module.__getattr__``), only non-empty hook
+    dictionaries are copied, and on exit only what differs is written back.
+    """
+
+    __slots__ = ("modules", "training", "children", "hooks", "params", "requires_grad")
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = list(model.modules())
+        dicts = [m.__dict__ for m in self.modules]
+        self.training = [d["training"] for d in dicts]
+        self.children = [dict(d["_modules"]) if d["_modules"] else None for d in dicts]
+        self.hooks = [
+            [(name, dict(h)) for name in _HOOK_DICTS if (h := d.get(name))] for d in dicts
+        ]
+        params: dict[int, nn.Parameter] = {}
+        for d in dicts:
+            for p in d["_parameters"].values():
+                if p is not None:
+                    params.setdefault(id(p), p)
+        self.params = list(params.values())
+        self.requires_grad = [p.requires_grad for p in self.params]
+
+    def restore(self) -> None:
+        for m, kids, flag, saved in zip(self.modules, self.children, self.training, self.hooks):
+            d = m.__dict__
+            current = d["_modules"]
+            if (kids or {}) != current:
+                current.clear()
+                current.update(kids or {})
+            if d["training"] is not flag:
+                m.training = flag
+            kept = dict(saved)
+            for name in _HOOK_DICTS:
+                h = d.get(name)
+                if h is None:
+                    continue
+                want = kept.get(name)
+                if (want or {}) != h:
+                    h.clear()
+                    h.update(want or {})
+        for p, flag in zip(self.params, self.requires_grad):
+            if p.requires_grad is not flag:
+                p.requires_grad_(flag)
+
+
 @contextlib.contextmanager
 def preserved(
     model: nn.Module, eval_mode: bool = True, frozen: bool = False
@@ -48,33 +98,17 @@ def preserved(
     Restored on exit: every module's ``training`` flag, every parameter's ``requires_grad``, every
     module's hook dictionaries, and every module's children (a swapped module is put back).
     """
-    modules = list(model.modules())
-    training = [m.training for m in modules]
-    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
-    hooks = [_hooks(m) for m in modules]
-    children = [dict(m._modules) for m in modules]
+    snap = _Snapshot(model)
     try:
-        if eval_mode and any(training):
+        if eval_mode and any(snap.training):
             model.eval()
         if frozen:
-            for p, _ in requires_grad:
-                p.requires_grad_(False)
+            for p, flag in zip(snap.params, snap.requires_grad):
+                if flag:
+                    p.requires_grad_(False)
         yield model
     finally:
-        for m, kids in zip(modules, children):
-            if dict(m._modules) != kids:
-                m._modules.clear()
-                m._modules.update(kids)
-        for m, flag in zip(modules, training):
-            m.training = flag
-        for p, flag in requires_grad:
-            p.requires_grad_(flag)
-        for m, saved in zip(modules, hooks):
-            for name, value in saved.items():
-                current = getattr(m, name)
-                if dict(current) != value:
-                    current.clear()
-                    current.update(value)
+        snap.restore()
 
 
 def model_fingerprint(model: nn.Module) -> dict[str, Any]:
