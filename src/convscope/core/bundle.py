@@ -7,6 +7,7 @@ layer for class-activation maps. :func:`convscope.load_model` makes one from a r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,16 +51,27 @@ class Preprocess:
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 pixels -> (N, 3, H, W) float model input."""
         x = pixels.permute(0, 3, 1, 2).float()
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        mean, std = _channel_constants(self.mean, self.std, x.device)
         return (x * self.scale - mean) / std
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) model input -> (N, H, W, 3) uint8 pixels (the inverse of normalize)."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        pixels = (x.detach() * std + mean) / self.scale
+        mean, std = _channel_constants(self.mean, self.std, x.device)
+        pixels = (x.detach().float() * std + mean) / self.scale
         return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+@functools.lru_cache(maxsize=32)
+def _channel_constants(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 3, 1, 1) mean and std on ``device``, made once: a host-to-device copy on every call
+    would wait for the device. Made outside inference mode, so that autograd may save them."""
+    with torch.inference_mode(False):
+        return (
+            torch.tensor(mean, device=device).view(1, 3, 1, 1),
+            torch.tensor(std, device=device).view(1, 3, 1, 1),
+        )
 
 
 @dataclass
@@ -89,6 +101,10 @@ class ModelBundle:
     default_layer: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     output: int | str | Callable[[Any], torch.Tensor] | None = None
+    # the layer "auto" found for an input of a given (shape, dtype, device): name and module
+    _auto_layers: dict[Any, tuple[str, nn.Module]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def device(self) -> torch.device:

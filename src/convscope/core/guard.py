@@ -47,15 +47,14 @@ class _Snapshot:
 
     def __init__(self, model: nn.Module) -> None:
         self.modules = list(model.modules())
-        dicts = [m.__dict__ for m in self.modules]
-        self.training = [d["training"] for d in dicts]
-        self.children = [dict(d["_modules"]) if d["_modules"] else None for d in dicts]
+        self.training = [_attr(m, "training") for m in self.modules]
+        self.children = [dict(c) if (c := _attr(m, "_modules")) else None for m in self.modules]
         self.hooks = [
-            [(name, dict(h)) for name in _HOOK_DICTS if (h := d.get(name))] for d in dicts
+            [(name, dict(h)) for name in _HOOK_DICTS if (h := _attr(m, name))] for m in self.modules
         ]
         params: dict[int, nn.Parameter] = {}
-        for d in dicts:
-            for p in d["_parameters"].values():
+        for m in self.modules:
+            for p in (_attr(m, "_parameters") or {}).values():
                 if p is not None:
                     params.setdefault(id(p), p)
         self.params = list(params.values())
@@ -63,16 +62,17 @@ class _Snapshot:
 
     def restore(self) -> None:
         for m, kids, flag, saved in zip(self.modules, self.children, self.training, self.hooks):
-            d = m.__dict__
-            current = d["_modules"]
-            if (kids or {}) != current:
+            current = _attr(m, "_modules")
+            if current is not None and (kids or {}) != (
+                current if type(current) is dict else dict(current)
+            ):
                 current.clear()
                 current.update(kids or {})
-            if d["training"] is not flag:
+            if _attr(m, "training") is not flag:
                 m.training = flag
             kept = dict(saved)
             for name in _HOOK_DICTS:
-                h = d.get(name)
+                h = _attr(m, name)
                 if h is None:
                     continue
                 want = kept.get(name)
@@ -82,6 +82,13 @@ class _Snapshot:
         for p, flag in zip(self.params, self.requires_grad):
             if p.requires_grad is not flag:
                 p.requires_grad_(flag)
+
+
+def _attr(module: nn.Module, name: str) -> Any:
+    """``module.<name>`` read from its ``__dict__`` (fast), else through ``getattr`` (TorchScript
+    modules keep their attributes elsewhere); None when it has none."""
+    d = module.__dict__
+    return d[name] if name in d else getattr(module, name, None)
 
 
 @contextlib.contextmanager

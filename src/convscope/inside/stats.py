@@ -331,7 +331,7 @@ def layer_stats(
     net = bundle.model
     if batch_size < 1:
         raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}")
-    x, _, _ = prepare_inputs(bundle, images)
+    x, _, _ = prepare_inputs(bundle, images, pixels=False)
     named: list[LayerRef] | None = None
     if isinstance(layers, str) and layers in ("all", "blocks"):
         # every eligible module is watched; the 4-D calls among them are the layers
