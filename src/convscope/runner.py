@@ -226,6 +226,7 @@ def explain(
 
     if pixels is None and isinstance(images, torch.Tensor):
         pixels = bundle.pixels_of(x)
+    maps, raws = _float32(maps, raws, x.dtype, info.name)
     output = None if any(o is None for o in outputs) else torch.cat(outputs)
     idx = None if any(i is None for i in indices) else torch.cat(indices).tolist()
     names = [bundle.class_name(i) for i in idx] if idx is not None else ["custom target"] * n
@@ -257,6 +258,23 @@ def explain(
             },
         },
     )
+
+
+def _float32(
+    maps: list[torch.Tensor], raws: list[torch.Tensor], dtype: torch.dtype, method: str
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Maps of a float16 or bfloat16 model as float32 (the dtype of every result), refused when
+    half precision overflowed or underflowed into a non-finite value: a NaN map is never returned
+    silently. (float32 and float64 maps are returned as they are, with no check and no read.)"""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return maps, raws
+    maps, raws = [m.float() for m in maps], [r.float() for r in raws]
+    if not all(bool(torch.isfinite(m).all()) for m in maps):
+        raise MethodError(
+            f"{method} on this {str(dtype).removeprefix('torch.')} model gave non-finite values "
+            "(half precision overflowed); run the model in float32 (model.float())"
+        )
+    return maps, raws
 
 
 def _join(parts: list[Any]) -> Any:

@@ -29,10 +29,10 @@ def first_component(a: torch.Tensor) -> torch.Tensor:
     sign fixed so the map sums to >= 0: (N, K, h, w) -> (N, h, w).
 
     Computed through the smaller Gram matrix instead of an SVD of the whole map: with
-    :math:`O = U \Sigma V^\top`, :math:`O v_1 = \sigma_1 u_1`, and :math:`u_1` and
-    :math:`\sigma_1^2` are the top eigenvector and eigenvalue of :math:`O O^\top` (hw x hw, 49 x 49
+    :math:`O = U \\Sigma V^\\top`, :math:`O v_1 = \\sigma_1 u_1`, and :math:`u_1` and
+    :math:`\\sigma_1^2` are the top eigenvector and eigenvalue of :math:`O O^\\top` (hw x hw, 49 x 49
     at a 7 x 7 head); when the layer has fewer channels than positions, :math:`v_1` is the top
-    eigenvector of :math:`O^\top O` (K x K). The eigen-decomposition runs in float64, so the map
+    eigenvector of :math:`O^\\top O` (K x K). The eigen-decomposition runs in float64, so the map
     matches the SVD's to float32 precision.
     """
     n, k, h, w = a.shape

@@ -114,6 +114,20 @@ class ModelBundle:
             return b.device
         return torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the model's parameters (float32 when it has none): inputs are
+        cast to it (a float16 or bfloat16 model gets float16 or bfloat16 inputs)."""
+        return self.placement()[1]
+
+    def placement(self) -> tuple[torch.device, torch.dtype]:
+        """(:attr:`device`, :attr:`dtype`) from one look at the parameters."""
+        for p in self.model.parameters():
+            return p.device, p.dtype if p.is_floating_point() else torch.float32
+        for b in self.model.buffers():
+            return b.device, torch.float32
+        return torch.device("cpu"), torch.float32
+
     def class_name(self, index: int) -> str:
         """The short name of class ``index`` (its first synonym), or ``"class <index>"``."""
         if self.class_names is None or not 0 <= index < len(self.class_names):

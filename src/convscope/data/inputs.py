@@ -32,7 +32,8 @@ def prepare_inputs(
             )
         if x.shape[0] == 0:
             raise ImageError("no images given (empty batch)")
-        x = x.detach().to(bundle.device)
+        device, dtype = bundle.placement()
+        x = x.detach().to(device, dtype if x.is_floating_point() else x.dtype)
         if x.is_inference():  # made under torch.inference_mode(): a normal copy for autograd
             with torch.inference_mode(False):
                 x = x.clone()
@@ -43,6 +44,7 @@ def prepare_inputs(
     labels = _unique([image_label(src, i) for i, src in enumerate(items)])
     with torch.inference_mode(False):  # model inputs autograd can use, whatever the mode
         x, pixels = bundle.prepare(pils)
+        x = x.to(dtype=bundle.dtype)  # a half-precision model takes half inputs
     return x, pixels, labels
 
 
