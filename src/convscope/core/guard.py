@@ -38,57 +38,76 @@ class _Snapshot:
     """What :func:`preserved` restores, taken in one walk over the modules.
 
     Cheap by design (it runs on every call, and on a GPU the model's own passes take a few
-    milliseconds): the module tree is walked once, parameters come from that walk, each module's
-    attributes are read from its ``__dict__`` (no ``nn.Module.__getattr__``), only non-empty hook
-    dictionaries are copied, and on exit only what differs is written back.
+    milliseconds): the module tree is walked once and parameters come from that walk; attributes
+    are read from each module's ``__dict__`` (through ``getattr`` only for TorchScript modules,
+    which keep them elsewhere); hook dictionaries are copied only when not empty and compared by
+    a signature (their length and last handle id: handle ids only grow, so any hook added or
+    removed changes it); on exit only what differs is written back.
     """
 
-    __slots__ = ("modules", "training", "children", "hooks", "params", "requires_grad")
+    __slots__ = ("modules", "training", "children", "hooks", "signature", "params", "requires_grad")
 
     def __init__(self, model: nn.Module) -> None:
         self.modules = list(model.modules())
-        self.training = [_attr(m, "training") for m in self.modules]
-        self.children = [dict(c) if (c := _attr(m, "_modules")) else None for m in self.modules]
-        self.hooks = [
-            [(name, dict(h)) for name in _HOOK_DICTS if (h := _attr(m, name))] for m in self.modules
-        ]
+        views = [_view(m) for m in self.modules]
+        self.training = [v["training"] for v in views]
+        self.children = [dict(v["_modules"]) if v["_modules"] else None for v in views]
+        self.signature = [_hook_signature(v) for v in views]
+        self.hooks = {
+            i: {name: dict(v[name]) for name in _HOOK_DICTS if v.get(name)}
+            for i, (v, sig) in enumerate(zip(views, self.signature))
+            if any(sig)
+        }
         params: dict[int, nn.Parameter] = {}
-        for m in self.modules:
-            for p in (_attr(m, "_parameters") or {}).values():
+        for v in views:
+            for p in v["_parameters"].values():
                 if p is not None:
                     params.setdefault(id(p), p)
         self.params = list(params.values())
         self.requires_grad = [p.requires_grad for p in self.params]
 
     def restore(self) -> None:
-        for m, kids, flag, saved in zip(self.modules, self.children, self.training, self.hooks):
-            current = _attr(m, "_modules")
-            if current is not None and (kids or {}) != (
-                current if type(current) is dict else dict(current)
-            ):
+        views = [_view(m) for m in self.modules]
+        for m, v, kids, flag in zip(self.modules, views, self.children, self.training):
+            current = v["_modules"]
+            if (kids or {}) != (current if type(current) is dict else dict(current)):
                 current.clear()
                 current.update(kids or {})
-            if _attr(m, "training") is not flag:
+            if v["training"] is not flag:
                 m.training = flag
-            kept = dict(saved)
-            for name in _HOOK_DICTS:
-                h = _attr(m, name)
-                if h is None:
-                    continue
-                want = kept.get(name)
-                if (want or {}) != h:
-                    h.clear()
-                    h.update(want or {})
+        for i, (v, sig) in enumerate(zip(views, self.signature)):
+            if _hook_signature(v) != sig:
+                saved = self.hooks.get(i, {})
+                for name in _HOOK_DICTS:
+                    h = v.get(name)
+                    if h is not None and h != saved.get(name, {}):
+                        h.clear()
+                        h.update(saved.get(name, {}))
         for p, flag in zip(self.params, self.requires_grad):
             if p.requires_grad is not flag:
                 p.requires_grad_(flag)
 
 
-def _attr(module: nn.Module, name: str) -> Any:
-    """``module.<name>`` read from its ``__dict__`` (fast), else through ``getattr`` (TorchScript
-    modules keep their attributes elsewhere); None when it has none."""
+_VIEWED = ("training", "_modules", "_parameters", *_HOOK_DICTS)
+
+
+def _view(module: nn.Module) -> dict[str, Any]:
+    """The attributes the guard reads: the module's ``__dict__`` itself for an ordinary module;
+    for a TorchScript module (which keeps them elsewhere) a dict of them read with ``getattr``."""
     d = module.__dict__
-    return d[name] if name in d else getattr(module, name, None)
+    if "_modules" in d and "training" in d:
+        return d
+    return {name: getattr(module, name, None) for name in _VIEWED} | {
+        "_modules": getattr(module, "_modules", None) or {},
+        "_parameters": getattr(module, "_parameters", None) or {},
+    }
+
+
+def _hook_signature(view: dict[str, Any]) -> tuple[Any, ...]:
+    """(length, last handle id) of each hook dictionary; all zeros when none has a hook."""
+    return tuple(
+        (len(h), next(reversed(h))) if (h := view.get(name)) else 0 for name in _HOOK_DICTS
+    )
 
 
 @contextlib.contextmanager
