@@ -40,9 +40,9 @@ class _Snapshot:
     Cheap by design (it runs on every call, and on a GPU the model's own passes take a few
     milliseconds): the module tree is walked once and parameters come from that walk; attributes
     are read from each module's ``__dict__`` (through ``getattr`` only for TorchScript modules,
-    which keep them elsewhere); hook dictionaries are copied only when not empty and compared by
-    a signature (their length and last handle id: handle ids only grow, so any hook added or
-    removed changes it); on exit only what differs is written back.
+    which keep them elsewhere); hook dictionaries are copied only when not empty (the user's own
+    hooks, compared in full on exit), the empty ones are checked by their length; on exit only
+    what differs is written back.
     """
 
     __slots__ = ("modules", "training", "children", "hooks", "signature", "params", "requires_grad")
@@ -52,11 +52,13 @@ class _Snapshot:
         views = [_view(m) for m in self.modules]
         self.training = [v["training"] for v in views]
         self.children = [dict(v["_modules"]) if v["_modules"] else None for v in views]
-        self.signature = [_hook_signature(v) for v in views]
+        self.signature = _hook_lengths(views)
+        # the hooks modules already had (the user's): copied, and compared in full on exit
+        k = len(_HOOK_DICTS)
         self.hooks = {
             i: {name: dict(v[name]) for name in _HOOK_DICTS if v.get(name)}
-            for i, (v, sig) in enumerate(zip(views, self.signature))
-            if any(sig)
+            for i, v in enumerate(views)
+            if any(self.signature[i * k : (i + 1) * k])
         }
         params: dict[int, nn.Parameter] = {}
         for v in views:
@@ -75,14 +77,22 @@ class _Snapshot:
                 current.update(kids or {})
             if v["training"] is not flag:
                 m.training = flag
-        for i, (v, sig) in enumerate(zip(views, self.signature)):
-            if _hook_signature(v) != sig:
-                saved = self.hooks.get(i, {})
-                for name in _HOOK_DICTS:
-                    h = v.get(name)
-                    if h is not None and h != saved.get(name, {}):
-                        h.clear()
-                        h.update(saved.get(name, {}))
+        lengths = _hook_lengths(views)
+        changed = set(self.hooks)  # modules with hooks of their own: compared in full
+        if lengths != self.signature:  # a hook was added or removed somewhere: find where
+            k = len(_HOOK_DICTS)
+            changed.update(
+                i
+                for i in range(len(views))
+                if lengths[i * k : (i + 1) * k] != self.signature[i * k : (i + 1) * k]
+            )
+        for i in changed:
+            v, saved = views[i], self.hooks.get(i, {})
+            for name in _HOOK_DICTS:
+                h = v.get(name)
+                if h is not None and h != saved.get(name, {}):
+                    h.clear()
+                    h.update(saved.get(name, {}))
         for p, flag in zip(self.params, self.requires_grad):
             if p.requires_grad is not flag:
                 p.requires_grad_(flag)
@@ -103,11 +113,10 @@ def _view(module: nn.Module) -> dict[str, Any]:
     }
 
 
-def _hook_signature(view: dict[str, Any]) -> tuple[Any, ...]:
-    """(length, last handle id) of each hook dictionary; all zeros when none has a hook."""
-    return tuple(
-        (len(h), next(reversed(h))) if (h := view.get(name)) else 0 for name in _HOOK_DICTS
-    )
+def _hook_lengths(views: list[dict[str, Any]]) -> list[int]:
+    """The length of every hook dictionary of every module, in one flat list: a hook that a
+    call added and did not remove changes it (so does one it removed)."""
+    return [len(v.get(name) or ()) for v in views for name in _HOOK_DICTS]
 
 
 @contextlib.contextmanager
