@@ -1185,6 +1185,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="torch.profiler: convscope vs limit")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda; TF32 is turned off")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=224,
+        help="input side in pixels (default 224; 32 makes the passes cheap, so per-call "
+        "overhead shows on a CPU as it does on a GPU)",
+    )
     p.add_argument("--memory", action="store_true", help="CUDA: peak memory per entry (MiB)")
     a = p.parse_args(argv)
 
@@ -1197,8 +1204,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(a.seed)
     cfg = Config(rows=a.rows, grad_rows=a.grad_rows)
     bundle = convscope.load_model("efficientnet_lite0", device=device)
-    x8 = torch.randn(a.batch, 3, 224, 224).to(device)
-    x2 = torch.randn(a.multi_batch, 3, 224, 224).to(device)
+    x8 = torch.randn(a.batch, 3, a.size, a.size).to(device)
+    x2 = torch.randn(a.multi_batch, 3, a.size, a.size).to(device)
     peers = peers_available()
     built = build_groups(bundle, cfg, x8, x2, peers)
     groups: dict[str, Group] = built["groups"]
@@ -1246,7 +1253,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# convscope {getattr(convscope, '__version__', '?')}, {', '.join(vers)}, {machine()}, "
         f"{torch.get_num_threads()} threads, python {platform.python_version()}, "
-        f"{datetime.date.today().isoformat()}; single-pass: {a.batch} images, {a.reps} rounds; "
+        f"{datetime.date.today().isoformat()}; {a.size} px; single-pass: {a.batch} images, "
+        f"{a.reps} rounds; "
         f"multi-pass: {a.multi_batch} images, {a.reps_multi} rounds; total {elapsed:.0f} s; "
         f"1-min load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
