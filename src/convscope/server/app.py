@@ -104,6 +104,7 @@ class _Explorer:
         if self.default_layer not in self.layers:
             self.layers.append(self.default_layer)
         self.results: OrderedDict[str, Any] = OrderedDict()
+        self.memo_lock = threading.Lock()  # the results and jobs dicts, across request threads
         self.jobs: dict[str, dict[str, Any]] = {}
         self.queue: queue.Queue = queue.Queue(maxsize=limits.max_jobs)
         self.worker = threading.Thread(target=self._work, daemon=True, name="convscope-jobs")
@@ -185,24 +186,36 @@ class _Explorer:
         import convscope
 
         key = json.dumps([image_id, method, target, layer])
-        if key in self.results:
-            self.results.move_to_end(key)
-            return self.results[key]
+        found = self._recall(key)
+        if found is not None:
+            return found
         picture = self.image(image_id)
         target_arg: Any = int(target) if target.isdigit() else target
         with self.locked():
-            if key in self.results:
-                return self.results[key]
+            found = self._recall(key)  # computed while this request waited for the model
+            if found is not None:
+                return found
             try:
                 r = convscope.explain(
                     self.bundle, picture, method=method, target=target_arg, layer=layer
                 )
             except ConvscopeError as e:
                 raise _HTTPError(422, str(e)) from None
-        self.results[key] = r
-        while len(self.results) > self.limits.memory_maps:
-            self.results.popitem(last=False)
+            self._remember(key, r)
         return r
+
+    def _recall(self, key: str) -> Any:
+        with self.memo_lock:
+            if key in self.results:
+                self.results.move_to_end(key)
+                return self.results[key]
+        return None
+
+    def _remember(self, key: str, value: Any) -> None:
+        with self.memo_lock:
+            self.results[key] = value
+            while len(self.results) > self.limits.memory_maps:
+                self.results.popitem(last=False)
 
     def map_png(self, image_id: str, method: str, target: str, layer: str) -> bytes:
         key = hashlib.sha256(json.dumps([image_id, method, target, layer]).encode()).hexdigest()
@@ -223,14 +236,14 @@ class _Explorer:
 
         picture = self.image(image_id)
         key = json.dumps([image_id, "activations", layer])
-        acts = self.results.get(key)
+        acts = self._recall(key)
         if acts is None:
             with self.locked():
                 try:
                     acts = convscope.activations(self.bundle, [picture], [layer])
                 except ConvscopeError as e:
                     raise _HTTPError(422, str(e)) from None
-            self.results[key] = acts
+            self._remember(key, acts)
         name = acts.layers[0]
         maps = acts.maps[name][0]  # (C, h, w)
         c, h, w = maps.shape
@@ -263,11 +276,17 @@ class _Explorer:
         objective = f"channel:{u.spec}" if u.position is None else f"neuron:{u.spec}"
         job_id = uuid.uuid4().hex
         job = {"id": job_id, "unit": u.spec, "state": "queued", "step": 0, "steps": steps}
+        with self.memo_lock:  # known before the worker can take it
+            self.jobs[job_id] = job
+            finished = [k for k, j in self.jobs.items() if j["state"] in ("done", "failed")]
+            for old in finished[: max(0, len(finished) - 64)]:  # keep the last 64 results
+                del self.jobs[old]
         try:
             self.queue.put_nowait((job_id, objective, steps, size))
         except queue.Full:
+            with self.memo_lock:
+                del self.jobs[job_id]
             raise _HTTPError(429, "too many feature visualizations pending; try later") from None
-        self.jobs[job_id] = job
         return dict(job)
 
     def _work(self) -> None:
@@ -275,7 +294,8 @@ class _Explorer:
 
         while True:
             job_id, objective, steps, size = self.queue.get()
-            job = self.jobs[job_id]
+            with self.memo_lock:
+                job = self.jobs[job_id]
             job["state"] = "running"
             start = time.monotonic()
 
@@ -291,14 +311,12 @@ class _Explorer:
                     )
                 from convscope.viz.render import png_bytes
 
-                job["png"] = png_bytes(r.image(0))
-                job["value"] = float(r.values[0])
-                job["state"] = "done"
+                done = {"png": png_bytes(r.image(0)), "value": float(r.values[0]), "state": "done"}
             except Exception as e:  # a job's failure is its state, not the worker's end
-                job["state"] = "failed"
-                job["error"] = " ".join(str(e).split()) or type(e).__name__
-            finally:
-                self.queue.task_done()
+                done = {"state": "failed", "error": " ".join(str(e).split()) or type(e).__name__}
+            with self.memo_lock:
+                job.update(done)
+            self.queue.task_done()
 
     # -- a site's files ----------------------------------------------------------------------------
     def site_file(self, rel: str) -> Path:
@@ -490,17 +508,19 @@ def create_app(
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str) -> dict[str, Any]:
         """A job's state (queued, running, done, failed) and progress (step of steps)."""
-        j = ex.jobs.get(job_id)
-        if j is None:
+        with ex.memo_lock:
+            j = ex.jobs.get(job_id)
+            out = None if j is None else {k: v for k, v in j.items() if k != "png"}
+        if out is None:
             raise _HTTPError(404, "no such job")
-        out = {k: v for k, v in j.items() if k != "png"}
-        if j["state"] == "done":
+        if out["state"] == "done":
             out["image"] = f"/api/jobs/{job_id}/image"
         return out
 
     @app.get("/api/jobs/{job_id}/image")
     def job_image(job_id: str):
-        j = ex.jobs.get(job_id)
+        with ex.memo_lock:
+            j = ex.jobs.get(job_id)
         if j is None or j.get("state") != "done":
             raise _HTTPError(404, "no finished job with this id")
         return Response(j["png"], media_type="image/png")
