@@ -72,7 +72,8 @@ def test_explorer_in_a_browser(server, tmp_path):
         def map_loaded(previous: str | None) -> str:
             page.wait_for_function(
                 "([prev]) => { const m = document.getElementById('map');"
-                " return m.src && m.src !== prev && m.complete && m.naturalWidth > 0; }",
+                " const src = m.getAttribute('src');"
+                " return src && src !== prev && m.complete && m.naturalWidth > 0; }",
                 arg=[previous or ""],
             )
             return page.get_attribute("#map", "src")
