@@ -202,8 +202,10 @@ def test_inside_section_shows_filters_the_pipeline_and_statistics(page):
         "First-layer filters: _conv_stem, 32 x 3 x 3 x 3",
         "coffee: the pipeline from stem to head",
         "Size and sparsity across depth",
+        "Receptive fields: the centre unit at three depths (coffee)",
     ]
-    filters, strip, stats = (c.figures[0].src for c in s.cards)
+    assert not [t for t in page.sections if t.title == "Receptive fields"]  # one place for C3
+    filters, strip, stats, _ = (c.figures[0].src for c in s.cards)
     assert filters == "img/inside_filters.png" and strip == "img/inside_pipeline_coffee.png"
     wide = png(page, strip)
     assert wide.width > 4 * wide.height  # input + 6 stages side by side
@@ -290,8 +292,8 @@ def test_page_builder_figures_cards_and_tables():
     assert "<td>y</td><td class='num'>2</td>" in text
 
 
-def test_receptive_field_section_shows_boxes_and_effective_fields(page):
-    (card,) = section(page, "Receptive fields").cards
+def test_receptive_field_card_shows_boxes_and_effective_fields(page):
+    card = section(page, "Inside the network").cards[-1]
     assert card.title == "Receptive fields: the centre unit at three depths (coffee)"
     assert [f.src for f in card.figures] == [
         "img/rf_boxes_coffee.png",
