@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+# Playwright drives Debian's chromium; it never downloads a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+bash scripts/ensure_chromium.sh || true
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 # Idle OpenMP threads sleep instead of spinning: on a shared, oversubscribed machine spinning

@@ -138,7 +138,27 @@ def _corpus_entry_points():
         "neighbours": lambda m, c, tmp: convscope.neighbours(
             m, [c / "0.png"], c, "conv3", k=2, cache_dir=tmp
         ),
+        "build_site": lambda m, c, tmp: _build_site(m, c, tmp),
     }
+
+
+def _build_site(model, corpus, tmp):
+    from convscope.report.site import build_site
+
+    return build_site(
+        model,
+        tmp / "site",
+        corpus=corpus,
+        layers=["act@1", "relu6"],
+        feature_layer="conv3",
+        k=2,
+        methods=("gradcam", "guided_backprop"),
+        featurevis_steps=2,
+        featurevis_size=16,
+        embedding_method="pca",
+        cache_dir=tmp,
+        progress=False,
+    )
 
 
 @pytest.fixture

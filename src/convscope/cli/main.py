@@ -234,6 +234,43 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", "-o", default="convscope-vis", help="output folder")
     v.set_defaults(run="convscope.cli.visualize:run")
 
+    si = sub.add_parser("site", help="a static microscope site: pages per layer, unit and image")
+    si.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"model, or MODULE:FACTORY (default {DEFAULT_MODEL})",
+    )
+    si.add_argument(
+        "--corpus", "-c", default="samples-crops:64", help="folder, samples or samples-crops[:N]"
+    )
+    si.add_argument(
+        "--layers", "-l", default=None, help="comma-separated layers (default: the pipeline stages)"
+    )
+    si.add_argument(
+        "--units", default=None, help="unit pages per layer: N strongest, or channels like 0-7,12"
+    )
+    si.add_argument("--images", type=int, default=None, help="image pages (default: every image)")
+    si.add_argument("-k", type=int, default=9, help="top images per unit (default 9)")
+    si.add_argument(
+        "--methods",
+        default="saliency,guided_backprop,gradcam,layercam",
+        help="attribution methods on the image pages (comma-separated)",
+    )
+    si.add_argument(
+        "--featurevis-steps", type=int, default=64, help="steps per unit visualization (0: none)"
+    )
+    si.add_argument("--featurevis-size", type=int, default=128, help="visualization size (px)")
+    si.add_argument("--embedding", choices=("tsne", "pca", "umap"), default="tsne")
+    si.add_argument(
+        "--cache", default=None, help="feature cache folder (default ~/.cache/convscope)"
+    )
+    si.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    si.add_argument("--rebuild", action="store_true", help="recompute everything")
+    si.add_argument("--no-progress", action="store_true", help="no progress bars")
+    si.add_argument("--out", "-o", default="convscope-site", help="the site's folder")
+    si.set_defaults(run="convscope.cli.site:run")
+
     d = sub.add_parser("demo", help="build the demo page from the sample photos")
     d.add_argument("--out", "-o", default="convscope-demo", help="output folder")
     d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")

@@ -56,8 +56,10 @@ def corpus_section(
     k: int = 9,
     batch_size: int = 32,
     progress: bool = False,
+    keep: dict[str, Any] | None = None,
 ) -> Section:
-    """The section, with its figures added to ``page`` as assets."""
+    """The section, with its figures added to ``page`` as assets. ``keep``: a dict that receives
+    the survey and the corpus (``"survey"``, ``"corpus"``), for the microscope site's link."""
     import convscope
     from convscope.corpus.cards import activation_maps, layer_cards, unit_card
     from convscope.corpus.embedding import embedding, embedding_map
@@ -74,6 +76,8 @@ def corpus_section(
     t0 = time.perf_counter()
     s = survey(bundle, c, layers, feature_layer, k=k, batch_size=batch_size, progress=progress)
     timings = {"one pass over the corpus": s.seconds}
+    if keep is not None:
+        keep.update(survey=s, corpus=c)
 
     section = Section(
         "What the dataset says",

@@ -81,6 +81,7 @@ def build_demo(
     featurevis: Mapping[str, Any] | bool = True,
     shapes: bool = True,
     receptive_fields: bool = True,
+    site: bool = True,
     progress: bool = True,
 ) -> Page:
     """A :class:`Page` with these sections (and the optional ones named below).
@@ -121,6 +122,8 @@ def build_demo(
         receptive_fields: the receptive-field card of the "Inside the network" section (the
             centre unit's exact box at three depths on the first photo, and each unit's
             effective receptive field; :mod:`convscope.report.rf_section`).
+        site: with ``corpus``, a small microscope site under ``site/`` built from the dataset
+            section's pass (:mod:`convscope.report.site_section`) and a link to it.
         progress: show progress bars.
     """
     import torch
@@ -216,8 +219,17 @@ def build_demo(
         from convscope.report.corpus_section import corpus_section
 
         mark = time.perf_counter()
-        page.sections.append(corpus_section(page, bundle, corpus=corpus, progress=progress))
+        kept: dict[str, Any] = {}
+        page.sections.append(
+            corpus_section(page, bundle, corpus=corpus, progress=progress, keep=kept)
+        )
         phases["dataset"] = time.perf_counter() - mark
+        if site:
+            from convscope.report.site_section import site_section
+
+            mark = time.perf_counter()
+            page.sections.append(site_section(page, bundle, kept))
+            phases["microscope site"] = time.perf_counter() - mark
     if featurevis is not False and first["gradcam"].targets:
         from convscope.report.featurevis_section import featurevis_section
 
