@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     nb = sub.add_parser("neighbours", help="corpus images nearest to query images (features)")
     nb.add_argument("queries", nargs="+", metavar="QUERY", help="image files or sample:NAME")
-    nb.add_argument("--corpus", "-c", required=True, help="folder, samples or samples-crops[:N]")
+    nb.add_argument(
+        "--corpus", "-c", required=True, help="folder, samples, samples-crops[:N] or shapes[:N]"
+    )
     nb.add_argument("--layer", "-l", required=True, help="layer whose pooled features are compared")
     nb.add_argument(
         "--model",
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb.set_defaults(run="convscope.cli.neighbours:run")
 
     em = sub.add_parser("embed", help="a corpus's images at the 2-D embedding of their features")
-    em.add_argument("corpus", help="folder, samples or samples-crops[:N]")
+    em.add_argument("corpus", help="folder, samples, samples-crops[:N] or shapes[:N]")
     em.add_argument("--layer", "-l", required=True, help="layer whose pooled features are embedded")
     em.add_argument(
         "--model",

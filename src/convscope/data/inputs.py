@@ -14,13 +14,14 @@ __all__ = ["prepare_inputs"]
 
 
 def prepare_inputs(
-    bundle: ModelBundle, images: Any
+    bundle: ModelBundle, images: Any, *, pixels: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
     """Images -> (model input on the model's device, display pixels or None, labels).
 
     ``images`` may be one or a list of paths, ``"sample:NAME"`` strings, PIL images or numpy
     arrays (decoded and preprocessed by the bundle), or a tensor already preprocessed for the model:
-    (C, H, W) or (N, C, H, W).
+    (C, H, W) or (N, C, H, W). ``pixels=False``: a caller that draws nothing skips undoing a
+    tensor's normalization (None instead of its display pixels).
     """
     if isinstance(images, torch.Tensor):
         x = images.unsqueeze(0) if images.ndim == 3 else images
@@ -35,7 +36,8 @@ def prepare_inputs(
         if x.is_inference():  # made under torch.inference_mode(): a normal copy for autograd
             with torch.inference_mode(False):
                 x = x.clone()
-        return x, bundle.pixels_of(x), [f"image{i}" for i in range(x.shape[0])]
+        shown = bundle.pixels_of(x) if pixels else None
+        return x, shown, [f"image{i}" for i in range(x.shape[0])]
     pils = load_images(images)
     items = images if isinstance(images, list | tuple) else [images]
     labels = _unique([image_label(src, i) for i, src in enumerate(items)])
