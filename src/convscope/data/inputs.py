@@ -14,14 +14,15 @@ __all__ = ["prepare_inputs"]
 
 
 def prepare_inputs(
-    bundle: ModelBundle, images: Any, pixels: bool = True
+    bundle: ModelBundle, images: Any, *, pixels: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
     """Images -> (model input on the model's device, display pixels or None, labels).
 
     ``images`` may be one or a list of paths, ``"sample:NAME"`` strings, PIL images or numpy
     arrays (decoded and preprocessed by the bundle), or a tensor already preprocessed for the model:
-    (C, H, W) or (N, C, H, W). With ``pixels=False`` a tensor's display pixels are not made (None;
-    the caller makes them with ``bundle.pixels_of(x)`` when it needs them).
+    (C, H, W) or (N, C, H, W). ``pixels=False``: a caller that draws nothing skips undoing a
+    tensor's normalization (None instead of its display pixels; ``bundle.pixels_of(x)`` makes them
+    when they are needed).
     """
     if isinstance(images, torch.Tensor):
         x = images.unsqueeze(0) if images.ndim == 3 else images
