@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import convscope
 import convscope.corpus as corpus
 from convscope.corpus.sources import batches
 from tests.corpus.conftest import LAYOUT, write_images
@@ -111,3 +112,36 @@ def test_undecodable_file_is_skipped_in_its_batch_not_fatal(folder):
     # the model's input is the bundle's preprocessing of the image
     x_ref, _ = bundle.prepare([c.load(0)])
     assert torch.equal(got[0].x[:1], x_ref)
+
+
+def test_shapes_world_corpus_is_the_generator_indexed_and_mined_with_its_model():
+    from convscope.data.shapes import SHAPES, generate
+
+    c = corpus.open("shapes:6")
+    assert len(c) == 6 and c.name == "shapes:6" and c.kind == "shapes"
+    world = generate(6, 0)
+    for i in (0, 5):
+        pixels = torch.from_numpy(np.array(c.load(i))).permute(2, 0, 1).float() / 255
+        assert (pixels - world.images[i]).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit rounding only
+        assert c.truth(i).masks[0].equal(world.masks[i])
+        assert c.label(i).startswith(f"shapes {i}: {SHAPES[int(world.labels['shape'][i])]}")
+    # a prefix of the full world; another seed is another corpus
+    assert np.array_equal(np.asarray(corpus.open("shapes").load(5)), np.asarray(c.load(5)))
+    assert corpus.ShapesCorpus(6, seed=1).fingerprint() != c.fingerprint()
+    with pytest.raises(corpus.CorpusError, match="write shapes or shapes:N"):
+        corpus.open("shapes:x")
+    with pytest.raises(IndexError):
+        c.load(6)
+    # mining shapes-cnn over it reads the same inputs as the model's own preprocessing
+    bundle = convscope.load_model("shapes-cnn")
+    r = convscope.top_units(bundle, c, "relu3", k=2, batch_size=4)
+    with torch.no_grad():
+        x = bundle.prepare([c.load(i) for i in range(6)])[0]
+        acts = {}
+        h = bundle.model.relu3.register_forward_hook(lambda m, i, o: acts.setdefault("a", o))
+        try:
+            bundle.model(x)
+        finally:
+            h.remove()
+    best = acts["a"].flatten(2).amax(2)  # (6 images, 64 channels)
+    assert r["relu3"].values[:, 0].tolist() == pytest.approx(best.amax(0).tolist(), rel=1e-5)

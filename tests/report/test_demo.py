@@ -65,12 +65,11 @@ def png(page: Page, src: str) -> Image.Image:
     return Image.open(io.BytesIO(page.assets[src]))
 
 
-def test_six_sections_and_every_figure_is_an_asset(page):
+def test_five_sections_and_every_figure_is_an_asset(page):
     assert [s.title.split(":")[0] for s in page.sections] == [
         "Predictions and where they come from",
         "Every method side by side",
         "Sanity check",
-        "Receptive fields",
         "Inside the network",
         "What excites the network",
     ]
@@ -80,7 +79,7 @@ def test_six_sections_and_every_figure_is_an_asset(page):
     for src in page.assets:  # every asset is shown (none written for nothing)
         assert f"src='{src}'" in text
     files = page.files()
-    assert files["index.html"].decode().count("<section>") == 6
+    assert files["index.html"].decode().count("<section>") == 5
     assert re.search(r"Made by convscope \S+ in [\d.]+ s \(methods [\d.]+ s", page.footer)
 
 
@@ -202,8 +201,10 @@ def test_inside_section_shows_filters_the_pipeline_and_statistics(page):
         "First-layer filters: _conv_stem, 32 x 3 x 3 x 3",
         "coffee: the pipeline from stem to head",
         "Size and sparsity across depth",
+        "Receptive fields: the centre unit at three depths (coffee)",
     ]
-    filters, strip, stats = (c.figures[0].src for c in s.cards)
+    assert not [t for t in page.sections if t.title == "Receptive fields"]  # one place for C3
+    filters, strip, stats, _ = (c.figures[0].src for c in s.cards)
     assert filters == "img/inside_filters.png" and strip == "img/inside_pipeline_coffee.png"
     wide = png(page, strip)
     assert wide.width > 4 * wide.height  # input + 6 stages side by side
@@ -290,8 +291,8 @@ def test_page_builder_figures_cards_and_tables():
     assert "<td>y</td><td class='num'>2</td>" in text
 
 
-def test_receptive_field_section_shows_boxes_and_effective_fields(page):
-    (card,) = section(page, "Receptive fields").cards
+def test_receptive_field_card_shows_boxes_and_effective_fields(page):
+    card = section(page, "Inside the network").cards[-1]
     assert card.title == "Receptive fields: the centre unit at three depths (coffee)"
     assert [f.src for f in card.figures] == [
         "img/rf_boxes_coffee.png",

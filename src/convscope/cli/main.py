@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     nb = sub.add_parser("neighbours", help="corpus images nearest to query images (features)")
     nb.add_argument("queries", nargs="+", metavar="QUERY", help="image files or sample:NAME")
-    nb.add_argument("--corpus", "-c", required=True, help="folder, samples or samples-crops[:N]")
+    nb.add_argument(
+        "--corpus", "-c", required=True, help="folder, samples, samples-crops[:N] or shapes[:N]"
+    )
     nb.add_argument("--layer", "-l", required=True, help="layer whose pooled features are compared")
     nb.add_argument(
         "--model",
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb.set_defaults(run="convscope.cli.neighbours:run")
 
     em = sub.add_parser("embed", help="a corpus's images at the 2-D embedding of their features")
-    em.add_argument("corpus", help="folder, samples or samples-crops[:N]")
+    em.add_argument("corpus", help="folder, samples, samples-crops[:N] or shapes[:N]")
     em.add_argument("--layer", "-l", required=True, help="layer whose pooled features are embedded")
     em.add_argument(
         "--model",
@@ -268,6 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--no-progress", action="store_true", help="no progress bars")
     si.add_argument("--out", "-o", default="convscope-site", help="the site's folder")
     si.set_defaults(run="convscope.cli.site:run")
+
+    sv = sub.add_parser("serve", help="the live explorer: a local web app over the model")
+    sv.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"model, or MODULE:FACTORY (default {DEFAULT_MODEL})",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1, loopback)")
+    sv.add_argument("--port", "-p", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--site", default=None, help="a folder made by convscope site (top patches)")
+    sv.add_argument(
+        "--cache", default=None, help="uploads and maps (default ~/.cache/convscope/serve)"
+    )
+    sv.set_defaults(run="convscope.cli.serve:run")
 
     d = sub.add_parser("demo", help="build the demo page from the sample photos")
     d.add_argument("--out", "-o", default="convscope-demo", help="output folder")

@@ -19,6 +19,7 @@ __all__ = [
     "PathsCorpus",
     "SampleCrops",
     "SamplesCorpus",
+    "ShapesCorpus",
     "open",
 ]
 

@@ -36,7 +36,8 @@ _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 def add_arguments(p: argparse.ArgumentParser, default_model: str = "efficientnet_lite0") -> None:
     """The arguments of ``convscope mine`` (shared by the CLI and the torchrun entry point)."""
     p.add_argument(
-        "corpus", help="an image folder, samples, samples-crops or samples-crops:N (the first N)"
+        "corpus",
+        help="an image folder, samples, samples-crops or samples-crops:N (the first N), shapes[:N]",
     )
     p.add_argument(
         "--model",

@@ -11,7 +11,11 @@ A :class:`Corpus` gives every image a *global index* that never depends on how t
 - ``"samples"``: the sample photos (``convscope samples``), in their listed order;
 - ``"samples-crops"`` (``"samples-crops:N"`` for the first N): a seeded, deterministic set of
   4096 crops, flips and rescales of the sample photos (:class:`SampleCrops`); item ``i`` depends
-  only on ``(seed, i)``.
+  only on ``(seed, i)``;
+- ``"shapes"`` (``"shapes:N"`` for the first N, default 4096): the procedural shapes world
+  (:mod:`convscope.data.shapes`, seed 0, 64 x 64, one to three shapes), image ``i`` being
+  ``generate(..)``'s image ``i``, so a mined patch can be checked against the world's truth
+  (:meth:`ShapesCorpus.truth`).
 
 Images are decoded in DataLoader workers with the bundle's preprocessing (:func:`batches`). A file
 that cannot be decoded is not fatal: its batch goes on without it, and the consumer gets its index
@@ -48,6 +52,7 @@ __all__ = [
     "PathsCorpus",
     "SampleCrops",
     "SamplesCorpus",
+    "ShapesCorpus",
     "Subset",
     "batches",
     "open",
@@ -359,6 +364,50 @@ class SampleCrops(Corpus):
         return ["crops-v1", self.seed, list(self.names)]
 
 
+class ShapesCorpus(Corpus):
+    """The first ``n`` images of the shapes world of ``seed`` (:func:`convscope.data.shapes.
+    generate_indices`, default options: 64 x 64 RGB, one to three shapes). Item ``i`` is the
+    world's ``i``-th image rounded to 8 bits (a PIL image, as a saved copy would be); it depends on
+    ``(seed, i)`` only, so ``shapes:N`` is a prefix of ``shapes``."""
+
+    kind = "shapes"
+
+    def __init__(self, n: int = N_CROPS, seed: int = 0) -> None:
+        if n < 1:
+            raise CorpusError(f"shapes needs at least one image, not {n}")
+        self.n, self.seed = int(n), int(seed)
+
+    @property
+    def name(self) -> str:
+        return f"shapes:{self.n}" + (f" (seed {self.seed})" if self.seed else "")
+
+    def __len__(self) -> int:
+        return self.n
+
+    def truth(self, index: int) -> Any:
+        """Image ``index`` with its masks and labels (a :class:`~convscope.data.shapes.
+        ShapesBatch` of one)."""
+        from convscope.data.shapes import generate_indices
+
+        if not 0 <= index < self.n:
+            raise IndexError(index)
+        return generate_indices([index], self.seed)
+
+    def label(self, index: int) -> str:
+        from convscope.data.shapes import SHAPES
+
+        labels = self.truth(index).labels
+        shape, count = SHAPES[int(labels["shape"][0])], int(labels["count"][0])
+        return f"shapes {index}: {shape}" + (f" (largest of {count})" if count > 1 else "")
+
+    def load(self, index: int) -> Image.Image:
+        pixels = (self.truth(index).images[0] * 255).round().to(torch.uint8)
+        return Image.fromarray(pixels.permute(1, 2, 0).numpy())
+
+    def _identity(self) -> list[Any]:
+        return ["shapes-v1", self.seed]
+
+
 class Subset(Corpus):
     """The first ``n`` items of another corpus, with the same indices."""
 
@@ -425,7 +474,7 @@ def open(spec: Any, *, fingerprint: str | None = None) -> Corpus:  # noqa: A001 
     """A :class:`Corpus` from ``spec``.
 
     ``spec`` is a folder, ``"samples"``, ``"samples-crops"`` or ``"samples-crops:N"`` (the first
-    N crops), a list of image paths, a torch ``Dataset`` of images (``fingerprint`` names its
+    N crops), ``"shapes"`` or ``"shapes:N"`` (the shapes world), a list of image paths, a torch ``Dataset`` of images (``fingerprint`` names its
     version), or a Corpus (returned as is). Raises :class:`CorpusError` for an empty or missing
     folder or list.
     """
@@ -435,6 +484,11 @@ def open(spec: Any, *, fingerprint: str | None = None) -> Corpus:  # noqa: A001 
         text = os.fspath(spec)
         if text == "samples":
             return SamplesCorpus()
+        if text == "shapes" or text.startswith("shapes:"):
+            _, _, count = text.partition(":")
+            if count and not count.isdigit():
+                raise CorpusError(f"bad corpus {text!r}: write shapes or shapes:N")
+            return ShapesCorpus(int(count) if count else N_CROPS)
         if text == "samples-crops" or text.startswith("samples-crops:"):
             _, _, count = text.partition(":")
             if count and not count.isdigit():
@@ -449,7 +503,7 @@ def open(spec: Any, *, fingerprint: str | None = None) -> Corpus:  # noqa: A001 
         return DatasetCorpus(spec, fingerprint=fingerprint)
     raise CorpusError(
         f"cannot make a corpus from a {type(spec).__name__}: give a folder, a list of paths, a "
-        "torch Dataset, 'samples' or 'samples-crops[:N]'"
+        "torch Dataset, 'samples', 'samples-crops[:N]' or 'shapes[:N]'"
     )
 
 

@@ -14,13 +14,15 @@ __all__ = ["prepare_inputs"]
 
 
 def prepare_inputs(
-    bundle: ModelBundle, images: Any
+    bundle: ModelBundle, images: Any, *, pixels: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
     """Images -> (model input on the model's device, display pixels or None, labels).
 
     ``images`` may be one or a list of paths, ``"sample:NAME"`` strings, PIL images or numpy
     arrays (decoded and preprocessed by the bundle), or a tensor already preprocessed for the model:
-    (C, H, W) or (N, C, H, W).
+    (C, H, W) or (N, C, H, W). ``pixels=False``: a caller that draws nothing skips undoing a
+    tensor's normalization (None instead of its display pixels; ``bundle.pixels_of(x)`` makes them
+    when they are needed).
     """
     if isinstance(images, torch.Tensor):
         x = images.unsqueeze(0) if images.ndim == 3 else images
@@ -31,16 +33,19 @@ def prepare_inputs(
             )
         if x.shape[0] == 0:
             raise ImageError("no images given (empty batch)")
-        x = x.detach().to(bundle.device)
+        device, dtype = bundle.placement()
+        x = x.detach().to(device, dtype if x.is_floating_point() else x.dtype)
         if x.is_inference():  # made under torch.inference_mode(): a normal copy for autograd
             with torch.inference_mode(False):
                 x = x.clone()
-        return x, bundle.pixels_of(x), [f"image{i}" for i in range(x.shape[0])]
+        shown = bundle.pixels_of(x) if pixels else None
+        return x, shown, [f"image{i}" for i in range(x.shape[0])]
     pils = load_images(images)
     items = images if isinstance(images, list | tuple) else [images]
     labels = _unique([image_label(src, i) for i, src in enumerate(items)])
     with torch.inference_mode(False):  # model inputs autograd can use, whatever the mode
         x, pixels = bundle.prepare(pils)
+        x = x.to(dtype=bundle.dtype)  # a half-precision model takes half inputs
     return x, pixels, labels
 
 

@@ -109,7 +109,8 @@ def build_demo(
             ``k`` (:func:`~convscope.metrics.sanity.checkpoint_layers`: ``k`` convolutional or
             linear layers evenly spread from the top layer down to the first) or layer names.
         inside: add the "Inside the network" section (first-layer filters, the pipeline strip
-            of the first photo, per-layer statistics; :mod:`convscope.report.inside_section`).
+            of the first photo, per-layer statistics, and the receptive fields if
+            ``receptive_fields``; :mod:`convscope.report.inside_section`).
         corpus: the corpus of the "What the dataset says" section
             (:mod:`convscope.report.corpus_section`); None leaves the section out.
         featurevis: the "What excites the network" section (feature visualizations of the
@@ -118,9 +119,9 @@ def build_demo(
             settings, False to leave it out.
         shapes: add the "Shapes world" section (the models convscope trained, from their shipped
             weights and measurements; :mod:`convscope.report.shapes_section`).
-        receptive_fields: the "Receptive fields" section (the centre unit's exact box at three
-            depths on the first photo, and each unit's effective receptive field;
-            :mod:`convscope.report.rf_section`).
+        receptive_fields: the receptive-field card of the "Inside the network" section (the
+            centre unit's exact box at three depths on the first photo, and each unit's
+            effective receptive field; :mod:`convscope.report.rf_section`).
         site: with ``corpus``, a small microscope site under ``site/`` built from the dataset
             section's pass (:mod:`convscope.report.site_section`) and a link to it.
         progress: show progress bars.
@@ -207,17 +208,12 @@ def build_demo(
             )
         )
         phases["sanity check"] = time.perf_counter() - mark
-    if receptive_fields and pixels is not None:
-        from convscope.report.rf_section import receptive_field_section
-
-        mark = time.perf_counter()
-        page.sections.append(receptive_field_section(page, bundle, x, names[0]))
-        phases["receptive fields"] = time.perf_counter() - mark
     if inside:
         from convscope.report.inside_section import inside_section
 
         mark = time.perf_counter()
-        page.sections.append(inside_section(page, bundle, x, names))
+        rf = receptive_fields and pixels is not None
+        page.sections.append(inside_section(page, bundle, x, names, receptive_fields=rf))
         phases["inside"] = time.perf_counter() - mark
     if corpus is not None:
         from convscope.report.corpus_section import corpus_section

@@ -1,5 +1,6 @@
 """The demo page's "Inside the network" section: the first-layer filters, the pipeline strip for
-one photo, the per-layer statistics across depth (and a place for the receptive fields).
+one photo, the per-layer statistics across depth, and the receptive fields of one unit at three
+depths (:func:`convscope.report.rf_section.receptive_field_card`).
 
 Layout only: the numbers and pictures come from :mod:`convscope.inside` and :mod:`convscope.viz`.
 """
@@ -21,18 +22,21 @@ def inside_section(
     names: Sequence[str],
     *,
     strip_photo: str | None = None,
+    receptive_fields: bool = True,
 ) -> Section:
     """The section for ``bundle`` on the batch ``x`` (the demo's photos, labelled ``names``).
 
-    ``strip_photo``: the photo of the pipeline strip (default the first)."""
+    ``strip_photo``: the photo of the pipeline strip and of the receptive-field boxes (default
+    the first); ``receptive_fields``: add the receptive-field card."""
     import convscope
     from convscope.viz.render import png_bytes
 
     section = Section(
         "Inside the network",
         "What the layers hold, before any explanation of a decision: the filters of the first "
-        "convolution, the feature maps of one photo from the stem to the head, and how large, "
-        "how many and how sparse the activations are at every layer, over the photos above.",
+        "convolution, the feature maps of one photo from the stem to the head, how large, "
+        "how many and how sparse the activations are at every layer over the photos above, and "
+        "which part of the input a unit sees at three depths.",
     )
     # -- the first layer's filters ----------------------------------------------------------------
     view = convscope.filters(bundle, input_shape=tuple(x.shape[1:]))
@@ -107,7 +111,11 @@ def inside_section(
             wide=True,
         )
     )
-    # -- receptive fields: the card of convscope.receptive_field goes here ---------------------------
+    # -- receptive fields ----------------------------------------------------------------------------
+    if receptive_fields:
+        from convscope.report.rf_section import receptive_field_card
+
+        section.cards.append(receptive_field_card(page, bundle, x, names[k], photo=k))
     return section
 
 

@@ -1,5 +1,6 @@
-"""The demo's receptive-field card: one unit's box on a photo at three depths, and where inside
-each box the unit actually looks (its effective receptive field over the demo photos)."""
+"""The demo's receptive-field card (in the "Inside the network" section): one unit's box on a photo
+at three depths, and where inside each box the unit actually looks (its effective receptive field
+over the demo photos)."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def receptive_field_card(
 
 
 def receptive_field_section(page: Any, bundle: Any, x: torch.Tensor, name: str) -> Any:
-    """The card in a section of its own (until the 'Inside the network' section holds it)."""
+    """The card in a section of its own, for pages without the "Inside the network" section."""
     section = Section(
         "Receptive fields",
         "Each unit of a feature map sees a box of the input that grows with depth; how strongly "

@@ -203,7 +203,8 @@ def shapes_section(page: Page, n_samples: int = 12) -> Section:
             rows,
             {1, 2, 3, 4},
         ) + (
-            f"<p class='note'>shapes-cnn, {att['n_images']} held-out images of each kind; every "
+            f"<p class='note'>shapes-cnn, {att.get('n_single', att['n_images'])} held-out "
+            f"images of one shape and {att['n_images']} of 2-3 shapes; every "
             "shape class present is explained and scored against its pixels (pointing game "
             f"within {att['tolerance']} pixels; relevance mass: the share of positive map on the "
             "shape).</p>"

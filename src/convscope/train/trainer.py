@@ -61,7 +61,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "shapes-cnn": Recipe(
         "shapes-cnn",
-        steps=2000,
+        steps=4000,
         batch_size=64,
         lr=3e-3,
         l2=1e-4,
