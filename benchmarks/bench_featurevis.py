@@ -11,6 +11,7 @@ Each round times every entry once, the first entry rotated; the table gives medi
 
   python benchmarks/bench_featurevis.py [--steps 32] [--rounds 5] [--batches 1,8,32]
       [--scaling-steps 4] [--scaling-kinds class,channel:_blocks.4,...] [--threads 2]
+  python benchmarks/bench_featurevis.py --early-stop [--rounds 3] [--scaling-steps 4]
 
 The limit column of the scaling table is always the class logit's: for a channel objective the
 backward pass stops at its layer, so the ratio flatters channels (the speed-up column does not).
@@ -55,6 +56,44 @@ def ours(bundle, n: int, steps: int, kind: str = "class", size: int = 224) -> fl
     return time.perf_counter() - t
 
 
+def channel_steps(model: torch.nn.Module, layer: str, stop: bool, n: int, steps: int) -> float:
+    """``steps`` x (forward + backward to the input) of channels 0..n-1's mean at ``layer``, on a
+    batch of n, the forward pass whole or ended at the layer (``Recorder(stop=True)``)."""
+    from convscope.core.recorder import Recorder
+
+    x = torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x.requires_grad_(True)
+    rows = torch.arange(n)
+    t = time.perf_counter()
+    with Recorder(model, [layer], stop=stop) as rec:
+        for _ in range(steps):
+            rec.clear()
+            rec.forward(x)
+            a = rec.activation(layer)
+            (g,) = torch.autograd.grad(a[rows, rows].mean(dim=(1, 2)).sum(), x)
+    return time.perf_counter() - t
+
+
+def early_stop(model: torch.nn.Module, rounds: int, steps: int, n: int = 8) -> None:
+    layers = ["_blocks.4", "_blocks.9", "_blocks.13"]
+    times: dict[tuple[str, bool], list[float]] = {}
+    channel_steps(model, layers[0], True, 2, 1)
+    for _ in range(rounds):
+        for layer in layers:
+            for stop in (False, True):
+                times.setdefault((layer, stop), []).append(
+                    channel_steps(model, layer, stop, n, steps)
+                )
+    print(f"Early stop: {steps} steps of {n} channel objectives, 224 px (medians of {rounds}):")
+    print()
+    print("| layer | whole forward s | stopped at the layer s | ratio |")
+    print("|---|--:|--:|--:|")
+    for layer in layers:
+        f = statistics.median(times[(layer, False)])
+        s = statistics.median(times[(layer, True)])
+        print(f"| {layer} | {f:.2f} | {s:.2f} | {s / f:.2f}x |")
+
+
 def _load() -> str:
     try:
         with open("/proc/loadavg") as fh:
@@ -76,12 +115,21 @@ def main() -> None:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--markdown", action="store_true")
+    p.add_argument(
+        "--early-stop",
+        action="store_true",
+        help="only time Recorder(stop=True) against whole forward passes (channel objectives)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     bundle = convscope.load_model("efficientnet_lite0")
     model = bundle.model.eval()
     for q in model.parameters():
         q.requires_grad_(False)
+    if args.early_stop:
+        print(f"torch {torch.__version__}, {args.threads} threads, 1-min load {_load()}")
+        early_stop(model, args.rounds, args.scaling_steps)
+        return
     start = time.perf_counter()
     load = _load()
 
