@@ -271,7 +271,7 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
         return TARGETS[: x.shape[0]]
 
     def idx_of(x):
-        return torch.tensor(targets_of(x))
+        return torch.tensor(targets_of(x), device=x.device)
 
     idx8, idx2 = idx_of(x8), idx_of(x2)
     n8, n2 = x8.shape[0], x2.shape[0]
@@ -372,10 +372,10 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
         n = x.shape[0]
         flat = x.flatten(1)
         sigma = cfg.sg_noise * (flat.amax(dim=1) - flat.amin(dim=1))
-        noise = torch.empty((cfg.sg_samples, n, *x.shape[1:]))
-        for i in range(n):
+        noise = torch.empty((cfg.sg_samples, n, *x.shape[1:]), device=x.device)
+        for i in range(n):  # convscope's noise: a CPU generator per image, seed + i
             g = torch.Generator().manual_seed(seed + i)
-            noise[:, i] = torch.randn((cfg.sg_samples, *x.shape[1:]), generator=g)
+            noise[:, i] = torch.randn((cfg.sg_samples, *x.shape[1:]), generator=g).to(x.device)
         return (noise * sigma.view(1, n, 1, 1, 1) + x).flatten(0, 1)  # row j * N + i
 
     def smoothgrad_limit(x=x2, idx=idx2):
@@ -383,7 +383,7 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
         with torch.no_grad():
             model(x)  # the clean forward of the passes count (the model's output)
         rows = smoothgrad_noise(x)
-        images = torch.arange(rows.shape[0]) % n
+        images = torch.arange(rows.shape[0], device=x.device) % n
         total = torch.zeros_like(x)
         with frozen(model):
             for s in range(0, rows.shape[0], cfg.grad_rows):
@@ -398,8 +398,8 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
         n = x.shape[0]
         alphas, weights = gauss_legendre(cfg.ig_steps)
         alphas_t, weights_t = (
-            torch.tensor(alphas, dtype=x.dtype),
-            torch.tensor(weights, dtype=x.dtype),
+            torch.tensor(alphas, dtype=x.dtype, device=x.device),
+            torch.tensor(weights, dtype=x.dtype, device=x.device),
         )
         with torch.no_grad():
             model(x), model(torch.zeros_like(x))  # input and baseline: the 2 forwards of the count
@@ -407,7 +407,7 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
         rows = n * cfg.ig_steps
         with frozen(model):
             for s in range(0, rows, cfg.grad_rows):
-                r = torch.arange(s, min(s + cfg.grad_rows, rows))
+                r = torch.arange(s, min(s + cfg.grad_rows, rows), device=x.device)
                 im, k = r % n, r // n
                 xr = (x[im] * alphas_t[k].view(-1, 1, 1, 1)).requires_grad_(True)  # baseline 0
                 out = model(xr)
@@ -419,19 +419,19 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
         n, _, h, w = x.shape
         win, st = cfg.occ_window, cfg.occ_stride
         rs, cs_ = window_starts(h, win, st), window_starts(w, win, st)
-        r_mask = torch.zeros(len(rs), h, dtype=torch.bool)
+        r_mask = torch.zeros(len(rs), h, dtype=torch.bool, device=x.device)
         for i, s in enumerate(rs):
             r_mask[i, s : s + win] = True
-        c_mask = torch.zeros(len(cs_), w, dtype=torch.bool)
+        c_mask = torch.zeros(len(cs_), w, dtype=torch.bool, device=x.device)
         for i, s in enumerate(cs_):
             c_mask[i, s : s + win] = True
         k_all = len(rs) * len(cs_)
-        total = torch.zeros(n, h, w)
+        total = torch.zeros(n, h, w, device=x.device)
         with torch.no_grad():
             clean = model(x).gather(1, idx[:, None])[:, 0]
             rows = n * k_all
             for s in range(0, rows, cfg.rows):
-                r = torch.arange(s, min(s + cfg.rows, rows))
+                r = torch.arange(s, min(s + cfg.rows, rows), device=x.device)
                 im, k = r % n, r // n
                 mask = r_mask[k // len(cs_), :, None] & c_mask[k % len(cs_), None, :]
                 xb = x[im] * (~mask)[:, None]  # baseline 0
@@ -447,10 +447,10 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
         _, a = layer_act(x, score_module)
         k_all = a.shape[1]
         flat = a.transpose(0, 1).flatten(0, 1)  # row k * N + i
-        scores = torch.empty(k_all * n)
+        scores = torch.empty(k_all * n, device=x.device)
         with torch.no_grad():
             for s in range(0, k_all * n, cfg.rows):
-                r = torch.arange(s, min(s + cfg.rows, k_all * n))
+                r = torch.arange(s, min(s + cfg.rows, k_all * n), device=x.device)
                 im = r % n
                 up = F.interpolate(
                     flat[r][:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
@@ -477,12 +477,12 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
         base = out.gather(1, idx[:, None])  # (N, 1)
         k_all = a.shape[1]
         per = max(1, (rows or cfg.rows) // n)  # whole copies of the batch per pass
-        abl = torch.empty(k_all, n)
+        abl = torch.empty(k_all, n, device=x.device)
         with torch.no_grad():
             for k0 in range(0, k_all, per):
-                ks = torch.arange(k0, min(k0 + per, k_all))
+                ks = torch.arange(k0, min(k0 + per, k_all), device=x.device)
                 rows = a.expand(len(ks), *a.shape).clone()  # (copies, N, K, h, w)
-                rows[torch.arange(len(ks)), :, ks] = 0
+                rows[torch.arange(len(ks), device=x.device), :, ks] = 0
                 o = tail_after_b0_swish(rows.flatten(0, 1))
                 abl[ks] = o.gather(1, idx.repeat(len(ks))[:, None]).view(len(ks), n)
         w = (base - abl.T) / base
@@ -571,7 +571,7 @@ def build_groups(bundle, cfg: Config, x8: torch.Tensor, x2: torch.Tensor, peers:
             return run
 
         def pgc_guided(x):
-            gb = GuidedBackpropReLUModel(model=pm, device="cpu")
+            gb = GuidedBackpropReLUModel(model=pm, device=x.device)
             t = targets_of(x)
 
             def run():  # one image per call, as its API takes; plain gradient on ReLU6 models
@@ -939,13 +939,13 @@ def check_group(g: Group) -> list[str]:
     notes = []
     limit = next(en for en in g.entries if en.kind == "limit")
     ref = (g.reference or limit.fn)()
-    ref = ref.detach().float()
+    ref = ref.detach().float().cpu()
     for en in g.entries:
         if en.kind == "limit":
             continue  # the reference itself, or (with a separate reference) only the passes
         out = en.fn()
         m = en.compare(out) if en.compare is not None else out
-        m = m.detach().float() if isinstance(m, torch.Tensor) else torch.as_tensor(m).float()
+        m = m.detach().float().cpu() if isinstance(m, torch.Tensor) else torch.as_tensor(m).float()
         r = ref
         if en.normalized:
             r = normalize_like_pgc(ref, m.shape[-1])
@@ -962,7 +962,7 @@ def check_group(g: Group) -> list[str]:
             if en.expect:
                 extra = ""
                 if g.reference is not None and not en.normalized:  # vs the plain passes' map
-                    plain = limit.fn().detach().float()
+                    plain = limit.fn().detach().float().cpu()
                     extra = f" (vs the plain gradient's map: {rel_err(m, plain):.1e})"
                 notes.append(f"{g.method}: {en.name} differs, {what} {err:.2e}{extra}: {en.expect}")
                 continue
@@ -1001,7 +1001,14 @@ def check_smoothgrad_single(bundle, x: torch.Tensor, cfg: Config) -> str:
     return f"smoothgrad: one image, seed 3: convscope vs captum NoiseTunnel max rel. error {rel_err(ours, theirs):.1e}"
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_group(g: Group, reps: int, warmup: int) -> dict[str, list[float]]:
+    """Median-ready times (ms) of every entry; on a GPU each call is timed between two device
+    synchronizations (the work it queued is counted, and nothing of the previous call)."""
     for _ in range(warmup):
         for en in g.entries:
             en.fn()
@@ -1010,10 +1017,26 @@ def time_group(g: Group, reps: int, warmup: int) -> dict[str, list[float]]:
     for r in range(reps):
         k = r % n
         for en in g.entries[k:] + g.entries[:k]:
+            _sync()
             t0 = time.perf_counter()
             en.fn()
+            _sync()
             times[en.name].append((time.perf_counter() - t0) * 1e3)
     return times
+
+
+def memory_group(g: Group) -> dict[str, float]:
+    """Peak CUDA memory (MiB) each entry allocates above what was allocated before it ran."""
+    out = {}
+    for en in g.entries:
+        _sync()
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        en.fn()
+        _sync()
+        out[en.name] = (torch.cuda.max_memory_allocated() - before) / 2**20
+    return out
 
 
 def _quartiles(t: list[float]) -> tuple[float, float]:
@@ -1137,6 +1160,8 @@ def profile_group(g: Group, top: int = 12) -> str:
 
 # --------------------------------------------------------------------------------------------
 def machine() -> str:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return f"{torch.cuda.get_device_name()} (TF32 off), CUDA {torch.version.cuda}"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         return next(
@@ -1159,15 +1184,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print GitHub tables")
     p.add_argument("--profile", action="store_true", help="torch.profiler: convscope vs limit")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda; TF32 is turned off")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=224,
+        help="input side in pixels (default 224; 32 makes the passes cheap, so per-call "
+        "overhead shows on a CPU as it does on a GPU)",
+    )
+    p.add_argument("--memory", action="store_true", help="CUDA: peak memory per entry (MiB)")
     a = p.parse_args(argv)
 
+    device = torch.device(a.device)
+    if device.type == "cuda":  # full float32 everywhere, as on the CPU: maps comparable
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
     torch.manual_seed(a.seed)
     cfg = Config(rows=a.rows, grad_rows=a.grad_rows)
-    bundle = convscope.load_model("efficientnet_lite0")
-    x8 = torch.randn(a.batch, 3, 224, 224)
-    x2 = torch.randn(a.multi_batch, 3, 224, 224)
+    bundle = convscope.load_model("efficientnet_lite0", device=device)
+    x8 = torch.randn(a.batch, 3, a.size, a.size).to(device)
+    x2 = torch.randn(a.multi_batch, 3, a.size, a.size).to(device)
     peers = peers_available()
     built = build_groups(bundle, cfg, x8, x2, peers)
     groups: dict[str, Group] = built["groups"]
@@ -1179,6 +1217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     notes: list[str] = []
     times: dict[str, dict[str, list[float]]] = {}
+    memory: dict[str, dict[str, float]] = {}
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
     try:
@@ -1190,6 +1229,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             reps = a.reps_multi if g.multi else a.reps
             times[method] = time_group(g, reps, warmup=1 if g.multi else 3)
+            if a.memory and device.type == "cuda":
+                memory[method] = memory_group(g)
             print(
                 f"# {method}: {time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}",
                 file=sys.stderr,
@@ -1212,7 +1253,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# convscope {getattr(convscope, '__version__', '?')}, {', '.join(vers)}, {machine()}, "
         f"{torch.get_num_threads()} threads, python {platform.python_version()}, "
-        f"{datetime.date.today().isoformat()}; single-pass: {a.batch} images, {a.reps} rounds; "
+        f"{datetime.date.today().isoformat()}; {a.size} px; single-pass: {a.batch} images, "
+        f"{a.reps} rounds; "
         f"multi-pass: {a.multi_batch} images, {a.reps_multi} rounds; total {elapsed:.0f} s; "
         f"1-min load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
@@ -1221,6 +1263,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(*detail_rows({m: groups[m] for m in wanted}, times), a.markdown))
     print()
+    if memory:
+        head = ("method", "entry", "peak MiB above inputs", "/ limit")
+        rows = []
+        for method, mem in memory.items():
+            lim = min(
+                (en.name for en in groups[method].entries if en.kind == "limit"),
+                key=lambda k, mem=mem: mem[k],
+            )
+            for name, mib in mem.items():
+                rows.append((method, name, f"{mib:.0f}", f"{mib / max(mem[lim], 1e-9):.2f}x"))
+        print(render(head, rows, a.markdown))
+        print()
     for n in notes:
         print(("- " if a.markdown else "") + n)
     for text in profiles:

@@ -427,3 +427,41 @@ def test_layer_listing_compare_and_scoring_leave_model_unchanged(factory):
     assert [r["method"] for r in rows] == list(c.explanations)
     assert fingerprints_equal(before, model_fingerprint(model))
     assert model.training and calls
+
+
+# -- the explorer (convscope.server): its routes drive the model through the API ------------------
+
+
+def test_explorer_routes_leave_model_unchanged(tmp_path):
+    pytest.importorskip("fastapi")
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from convscope.core.bundle import ModelBundle, Preprocess
+    from convscope.server.app import create_app
+
+    model = TinyCNN()
+    calls = _prepare(model)
+    before = model_fingerprint(model)
+    bundle = ModelBundle(model, preprocess=Preprocess(resize=16, crop=16), default_layer="conv3")
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20), (90, 30, 200)).save(buf, "PNG")
+    with TestClient(create_app(bundle, cache_dir=tmp_path)) as client:
+        image = client.post(
+            "/api/images", content=buf.getvalue(), headers={"Content-Type": "image/png"}
+        ).json()["id"]
+        for method in ("gradcam", "guided_backprop", "nope"):
+            client.get(f"/api/images/{image}/map", params={"method": method})
+        client.get(f"/api/images/{image}/map", params={"layer": "nope"})
+        client.get(f"/api/images/{image}/activations", params={"layer": "relu6"})
+        job = client.post("/api/units/relu6:1/featurevis", params={"steps": 2, "size": 16}).json()
+        for _ in range(200):
+            if client.get(f"/api/jobs/{job['id']}").json()["state"] in ("done", "failed"):
+                break
+            import time
+
+            time.sleep(0.05)
+    assert fingerprints_equal(before, model_fingerprint(model))
+    assert model.training and calls

@@ -46,10 +46,28 @@ def _layers(bundle: ModelBundle, layer: Any, x: torch.Tensor) -> list[LayerRef]:
             if bundle.default_layer is not None:
                 refs.append(resolve_layer(model, bundle.default_layer))
             else:
-                refs.append(auto_layer(model, x))
+                refs.append(_auto_layer(bundle, x))
         else:
             refs.append(resolve_layer(model, item))
     return refs
+
+
+def _auto_layer(bundle: ModelBundle, x: torch.Tensor) -> LayerRef:
+    """:func:`auto_layer` (a traced forward pass), once per input shape, dtype and device of a
+    bundle; found again when the module at the remembered name was replaced."""
+    key = (tuple(x.shape[1:]), x.dtype, x.device)
+    known = bundle._auto_layers.get(key)
+    if known is not None:
+        spec, module = known
+        try:
+            ref = resolve_layer(bundle.model, spec)
+        except LayerError:
+            ref = None
+        if ref is not None and ref.module is module:
+            return ref
+    ref = auto_layer(bundle.model, x)
+    bundle._auto_layers[key] = (ref.spec, ref.module)
+    return ref
 
 
 def _to_input_size(
@@ -151,7 +169,9 @@ def explain(
             f"it takes: {', '.join(sorted(accepted)) or 'none'}"
         )
     check_batch_size(batch_size)
-    x, pixels, labels = prepare_inputs(bundle, images)
+    # a tensor's display pixels are made after the method's passes are queued (on a GPU they
+    # would otherwise sit in front of them)
+    x, pixels, labels = prepare_inputs(bundle, images, pixels=False)
     n = x.shape[0]
     unit = as_unit_target(target, bundle.model)
     run_model = bundle.model
@@ -204,6 +224,9 @@ def explain(
             indices.append(part.indices)
             scores.append(part.last_scores)
 
+    if pixels is None and isinstance(images, torch.Tensor):
+        pixels = bundle.pixels_of(x)
+    maps, raws = _float32(maps, raws, x.dtype, info.name)
     output = None if any(o is None for o in outputs) else torch.cat(outputs)
     idx = None if any(i is None for i in indices) else torch.cat(indices).tolist()
     names = [bundle.class_name(i) for i in idx] if idx is not None else ["custom target"] * n
@@ -235,6 +258,23 @@ def explain(
             },
         },
     )
+
+
+def _float32(
+    maps: list[torch.Tensor], raws: list[torch.Tensor], dtype: torch.dtype, method: str
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Maps of a float16 or bfloat16 model as float32 (the dtype of every result), refused when
+    half precision overflowed or underflowed into a non-finite value: a NaN map is never returned
+    silently. (float32 and float64 maps are returned as they are, with no check and no read.)"""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return maps, raws
+    maps, raws = [m.float() for m in maps], [r.float() for r in raws]
+    if not all(bool(torch.isfinite(m).all()) for m in maps):
+        raise MethodError(
+            f"{method} on this {str(dtype).removeprefix('torch.')} model gave non-finite values "
+            "(half precision overflowed); run the model in float32 (model.float())"
+        )
+    return maps, raws
 
 
 def _join(parts: list[Any]) -> Any:

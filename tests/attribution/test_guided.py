@@ -192,6 +192,36 @@ def test_functional_relu_is_reported_and_model_untouched(method):
     assert fingerprints_equal(before, model_fingerprint(model))
 
 
+def test_a_clean_model_is_watched_once_and_again_when_its_forward_changes():
+    """The forward pass of a model found without functional rectifiers is not watched again (a
+    Python call per tensor operation); a new forward (or new rectifier modules) is."""
+    from convscope.core import rectifier_rules
+
+    model = FunctionalReLU()
+    model.forward = lambda x: model.fc(model.act(model.conv(x)).mean((2, 3)))  # all modules
+    x = tiny_input(2)
+    seen = []
+    original = rectifier_rules._Watch.__torch_function__
+
+    def counting(self, func, types, args=(), kwargs=None):
+        seen.append(func)
+        return original(self, func, types, args, kwargs)
+
+    rectifier_rules._Watch.__torch_function__ = counting
+    try:
+        convscope.explain(model, x, "guided_backprop", target=[0, 1])
+        assert seen  # first call: watched
+        seen.clear()
+        convscope.explain(model, x, "guided_backprop", target=[0, 1])
+        assert not seen  # clean, unchanged: not watched
+        del model.forward  # back to the class's forward, which applies F.relu
+        with pytest.raises(convscope.MethodError, match=r"relu.*outside nn.ReLU"):
+            convscope.explain(model, x, "guided_backprop", target=[0, 1])
+        assert seen
+    finally:
+        rectifier_rules._Watch.__torch_function__ = original
+
+
 FUNCTIONAL_RECTIFIERS = {
     "clip": lambda x: x.clip(0, 6),
     "torch.clip": lambda x: torch.clip(x, min=0.0),

@@ -66,7 +66,8 @@ def test_ig_default_options_and_tensor_baselines_match_captum():
         assert_parity(out.maps, ref.sum(dim=1), "IG tensor/float baseline vs captum")
 
 
-def test_ig_matches_captum_lite0(lite0, lite0_x):
+def test_ig_matches_captum_lite0(lite0_on_device):
+    lite0, lite0_x = lite0_on_device  # on the parity tests' device (the CPU by default)
     ours = convscope.explain(
         lite0, lite0_x, method="integrated_gradients", target=LITE0_TARGETS, steps=16
     )

@@ -62,7 +62,8 @@ def test_occlusion_tensor_baseline_matches_captum():
     assert_parity(out.extras["attributions"], ref, "occlusion per-image baseline vs captum")
 
 
-def test_occlusion_matches_captum_lite0(lite0, lite0_x):
+def test_occlusion_matches_captum_lite0(lite0_on_device):
+    lite0, lite0_x = lite0_on_device  # on the parity tests' device (the CPU by default)
     # captum occludes contiguous copies whatever the input's memory format (see test_smoothgrad)
     x = lite0_x.contiguous()  # four photos, four different targets
     targets = LITE0_TARGETS

@@ -71,14 +71,15 @@ def torchcam_gradcam(
 
 # -- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture
-def case(request, lite0_x):
-    """(model passed to convscope, the model module, input batch, targets) for a model key."""
+def case(request, device):
+    """(model passed to convscope, the nn.Module, input batch, targets) for a model key, on the
+    parity tests' device (``--device`` / ``$CONVSCOPE_TEST_DEVICE``; the CPU by default)."""
     if request.param == "tiny":
-        model = TinyCNN().eval()
-        return model, model, tiny_input(4, 32), TINY_TARGETS
-    bundle = request.getfixturevalue("lite0")
+        model = TinyCNN().eval().to(device)
+        return model, model, tiny_input(4, 32).to(device), TINY_TARGETS
+    bundle, x = request.getfixturevalue("lite0_on_device")
     assert not bundle.model.training
-    return bundle, bundle.model, lite0_x, LITE0_TARGETS
+    return bundle, bundle.model, x, LITE0_TARGETS
 
 
 # -- 1. saliency vs captum ---------------------------------------------------------------------

@@ -150,9 +150,10 @@ def test_rebuild_reuses_and_recomputes_only_what_changed(site, tmp_path):
     assert again.computed == 0 and again.reused == first.computed
     # a new layer: only its files are computed; the rest (images, thumbnails, stats) is reused
     out = tmp_path / "grow"
-    one = _build(bundle, out, corpus, root / "cache", layers=["relu6"])
+    light = dict(methods=("gradcam",), featurevis_steps=0, images=4)
+    one = _build(bundle, out, corpus, root / "cache", layers=["relu6"], **light)
     keys_one = json.loads((out / "site.json").read_text())["files"]
-    two = _build(bundle, out, corpus, root / "cache", layers=["relu6", "conv2"])
+    two = _build(bundle, out, corpus, root / "cache", layers=["relu6", "conv2"], **light)
     keys_two = json.loads((out / "site.json").read_text())["files"]
     new = set(keys_two) - set(keys_one)
     assert new and all("conv2" in p for p in new)
@@ -160,7 +161,7 @@ def test_rebuild_reuses_and_recomputes_only_what_changed(site, tmp_path):
     # a changed corpus image changes the corpus fingerprint: nothing stale is reused
     Image.new("RGB", (28, 30), (255, 0, 0)).save(corpus / "im00.png")
     try:
-        three = _build(bundle, out, corpus, root / "cache", layers=["relu6", "conv2"])
+        three = _build(bundle, out, corpus, root / "cache", layers=["relu6", "conv2"], **light)
         assert three.reused == 0
     finally:
         _corpus(corpus)  # the module's corpus as it was

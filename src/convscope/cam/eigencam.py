@@ -12,7 +12,7 @@ first). The sign of a singular vector is arbitrary; here it is chosen so that ea
 :math:`\\geq 0` (for non-negative activations, after a ReLU, the first component of the uncentered
 :math:`O` is then non-negative everywhere). No gradient and no class: the map is the same for
 every target (the target only picks what ``Explanation.targets`` reports). Cost: one forward pass
-and one small SVD per image.
+and one small eigen-decomposition per image (of the (hw x hw) Gram matrix).
 """
 
 from __future__ import annotations
@@ -26,13 +26,25 @@ from convscope.core.registry import register_method
 
 def first_component(a: torch.Tensor) -> torch.Tensor:
     """Projection of each image's (hw, K) activations on their first right-singular vector,
-    sign fixed so the map sums to >= 0: (N, K, h, w) -> (N, h, w)."""
-    n, _, h, w = a.shape
-    o = a.flatten(2).transpose(1, 2)  # (N, hw, K)
-    _, _, vh = torch.linalg.svd(o, full_matrices=False)
-    proj = (o @ vh[:, 0, :, None])[..., 0]  # (N, hw)
+    sign fixed so the map sums to >= 0: (N, K, h, w) -> (N, h, w).
+
+    Computed through the smaller Gram matrix instead of an SVD of the whole map: with
+    :math:`O = U \\Sigma V^\\top`, :math:`O v_1 = \\sigma_1 u_1`, and :math:`u_1` and
+    :math:`\\sigma_1^2` are the top eigenvector and eigenvalue of :math:`O O^\\top` (hw x hw, 49 x 49
+    at a 7 x 7 head); when the layer has fewer channels than positions, :math:`v_1` is the top
+    eigenvector of :math:`O^\\top O` (K x K). The eigen-decomposition runs in float64, so the map
+    matches the SVD's to float32 precision.
+    """
+    n, k, h, w = a.shape
+    o = a.flatten(2).transpose(1, 2).double()  # (N, hw, K)
+    if h * w <= k:
+        vals, vecs = torch.linalg.eigh(o @ o.transpose(1, 2))  # ascending eigenvalues
+        proj = vecs[..., -1] * vals[:, -1:].clamp_min(0).sqrt()  # sigma_1 u_1, (N, hw)
+    else:
+        _, vecs = torch.linalg.eigh(o.transpose(1, 2) @ o)
+        proj = (o @ vecs[..., -1:])[..., 0]  # O v_1
     sign = torch.where(proj.sum(dim=1, keepdim=True) < 0, -1.0, 1.0).to(proj.dtype)
-    return (proj * sign).reshape(n, h, w)
+    return (proj * sign).reshape(n, h, w).to(a.dtype)
 
 
 @register_method(

@@ -271,6 +271,21 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--out", "-o", default="convscope-site", help="the site's folder")
     si.set_defaults(run="convscope.cli.site:run")
 
+    sv = sub.add_parser("serve", help="the live explorer: a local web app over the model")
+    sv.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"model, or MODULE:FACTORY (default {DEFAULT_MODEL})",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1, loopback)")
+    sv.add_argument("--port", "-p", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--site", default=None, help="a folder made by convscope site (top patches)")
+    sv.add_argument(
+        "--cache", default=None, help="uploads and maps (default ~/.cache/convscope/serve)"
+    )
+    sv.set_defaults(run="convscope.cli.serve:run")
+
     d = sub.add_parser("demo", help="build the demo page from the sample photos")
     d.add_argument("--out", "-o", default="convscope-demo", help="output folder")
     d.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")

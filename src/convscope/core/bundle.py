@@ -7,6 +7,7 @@ layer for class-activation maps. :func:`convscope.load_model` makes one from a r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,16 +51,27 @@ class Preprocess:
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 pixels -> (N, 3, H, W) float model input."""
         x = pixels.permute(0, 3, 1, 2).float()
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        mean, std = _channel_constants(self.mean, self.std, x.device)
         return (x * self.scale - mean) / std
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) model input -> (N, H, W, 3) uint8 pixels (the inverse of normalize)."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        pixels = (x.detach() * std + mean) / self.scale
+        mean, std = _channel_constants(self.mean, self.std, x.device)
+        pixels = (x.detach().float() * std + mean) / self.scale
         return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+@functools.lru_cache(maxsize=32)
+def _channel_constants(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 3, 1, 1) mean and std on ``device``, made once: a host-to-device copy on every call
+    would wait for the device. Made outside inference mode, so that autograd may save them."""
+    with torch.inference_mode(False):
+        return (
+            torch.tensor(mean, device=device).view(1, 3, 1, 1),
+            torch.tensor(std, device=device).view(1, 3, 1, 1),
+        )
 
 
 @dataclass
@@ -89,6 +101,10 @@ class ModelBundle:
     default_layer: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     output: int | str | Callable[[Any], torch.Tensor] | None = None
+    # the layer "auto" found for an input of a given (shape, dtype, device): name and module
+    _auto_layers: dict[Any, tuple[str, nn.Module]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def device(self) -> torch.device:
@@ -97,6 +113,20 @@ class ModelBundle:
         for b in self.model.buffers():
             return b.device
         return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the model's parameters (float32 when it has none): inputs are
+        cast to it (a float16 or bfloat16 model gets float16 or bfloat16 inputs)."""
+        return self.placement()[1]
+
+    def placement(self) -> tuple[torch.device, torch.dtype]:
+        """(:attr:`device`, :attr:`dtype`) from one look at the parameters."""
+        for p in self.model.parameters():
+            return p.device, p.dtype if p.is_floating_point() else torch.float32
+        for b in self.model.buffers():
+            return b.device, torch.float32
+        return torch.device("cpu"), torch.float32
 
     def class_name(self, index: int) -> str:
         """The short name of class ``index`` (its first synonym), or ``"class <index>"``."""

@@ -18,7 +18,7 @@ from convscope.core.layers import LayerRef, _module
 from convscope.core.recorder import Recorder, is_torchscript
 from convscope.errors import LayerError
 
-__all__ = ["LayerInfo", "auto_layer", "list_layers", "parametric_layers"]
+__all__ = ["LayerInfo", "auto_layer", "list_layers", "parametric_layers", "trace_order"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,10 @@ def _example(model: Any, example: torch.Tensor | None) -> torch.Tensor:
     return torch.zeros(1, 3, size, size, device=model.device)
 
 
-def _trace(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, int]], dict]:
+def trace_order(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, int]], dict]:
+    """One forward pass of ``example`` (eval mode, no gradients, the model restored after):
+    ``(order, calls)``: every module call as ``(name, k)`` in the order the calls finished, and
+    each module's output shapes per call (:class:`~convscope.core.recorder.Recorder`, shapes only)."""
     with preserved(model), torch.no_grad(), Recorder(model, "all") as rec:
         model(example)
     return rec.order, rec.calls
@@ -63,7 +66,7 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
             for n, m in model.named_modules()
             if n
         ]
-    order, calls = _trace(model, example)
+    order, calls = trace_order(model, example)
     modules = dict(model.named_modules())
     rows: list[LayerInfo] = []
     for name, k in order:
@@ -92,7 +95,7 @@ def auto_layer(model: nn.Module, example: torch.Tensor) -> LayerRef:
     """The last layer to produce a 4-D (N, C, H, W) output with H*W > 1: the last spatial feature map
     before global pooling (``model``: a module or a bundle). Raises LayerError if there is none."""
     model = _module(model)
-    order, calls = _trace(model, example[:1])
+    order, calls = trace_order(model, example[:1])
     modules = dict(model.named_modules())
     for name, k in reversed(order):
         shape = calls[name][k]
@@ -106,7 +109,7 @@ def parametric_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     """The names of the modules with parameters of their own that run on ``example``, in reverse
     order of execution (the last to run first; a module run several times counts at its last
     call). Modules that do not run, and parameters of the root module itself, are left out."""
-    order, _ = _trace(model, example)
+    order, _ = trace_order(model, example)
     last: dict[str, int] = {}
     for pos, (name, _) in enumerate(order):
         last[name] = pos

@@ -62,6 +62,11 @@ def resolve_layer(model: nn.Module, layer: str | LayerRef | nn.Module) -> LayerR
         if not idx.isdigit():
             raise LayerError(f"bad layer {layer!r}: the part after '@' must be a call number")
         call = int(idx)
+    if name:  # the common case, found along the dotted path without walking the whole model
+        try:
+            return LayerRef(name, model.get_submodule(name), call)
+        except (AttributeError, RuntimeError):  # not there; TorchScript modules refuse the walk
+            pass
     modules = dict(model.named_modules())
     modules.pop("", None)
     if name not in modules:

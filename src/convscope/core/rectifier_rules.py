@@ -27,7 +27,9 @@ The guided and plain rules may be switched between backward passes of one forwar
 deconvnet graph is chosen at the start. Rectifiers applied
 as functions (``torch.relu``, ``F.relu6``, ``x.clamp(min=0)``, ``x.clip(0, 6)``,
 ``F.hardtanh(x, 0, 6)``, ``F.threshold(x, 0, 0)``, ``torch.maximum(x, zeros)``) outside rectifier
-modules cannot be rewritten; they are detected during the forward pass (a ``TorchFunctionMode``) and reported with
+modules cannot be rewritten; they are detected during the forward pass (a ``TorchFunctionMode``,
+once per model: a model found clean is not watched again while its rectifier modules stay the
+same) and reported with
 :class:`convscope.errors.MethodError`, never silently left with their plain gradient.
 """
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import nn
@@ -168,6 +171,12 @@ def _rectifies(func: Any, args: tuple, kwargs: dict) -> bool:
     return False
 
 
+# Models whose forward pass was watched and found to apply no rectifier as a function, with their
+# forward function and the rectifier modules they had then: the watch (a Python call per tensor
+# operation, about a tenth of a batch-1 forward on a GPU) runs again only when those change.
+_CLEAN: WeakKeyDictionary[nn.Module, tuple[int, ...]] = WeakKeyDictionary()
+
+
 class _Watch(TorchFunctionMode):
     def __init__(self, owner: RectifierRules) -> None:
         super().__init__()
@@ -223,6 +232,9 @@ class RectifierRules:
         self._inputs: dict[int, list[torch.Tensor]] = {}
         self._handles: list[Any] = []
         self._watch = _Watch(self)
+        forward = model.__dict__.get("forward", type(model).forward)  # a patched forward too
+        self._key = (id(forward), *(id(m) for m in self.modules.values()))
+        self._watching = _CLEAN.get(model) != self._key
 
     @property
     def rule(self) -> str:
@@ -243,7 +255,8 @@ class RectifierRules:
             for m in self.modules.values():
                 self._handles.append(m.register_forward_pre_hook(self._pre))
                 self._handles.append(m.register_forward_hook(self._post))
-            self._watch.__enter__()
+            if self._watching:
+                self._watch.__enter__()
         except BaseException:
             self._remove()
             raise
@@ -251,7 +264,8 @@ class RectifierRules:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self._watch.__exit__(None, None, None)
+            if self._watching:
+                self._watch.__exit__(None, None, None)
         finally:
             self._remove()
 
@@ -290,7 +304,10 @@ class RectifierRules:
         return g.clamp(min=0) if self._rule == "guided" else None
 
     def check(self) -> None:
-        """Raise MethodError if a functional rectifier ran outside rectifier modules."""
+        """Raise MethodError if a functional rectifier ran outside rectifier modules. A model
+        found clean is not watched again while its rectifier modules stay the same."""
+        if not self.functional and self._watching:
+            _CLEAN[self.model] = self._key
         if self.functional:
             names = sorted(set(self.functional))
             raise MethodError(

@@ -8,6 +8,7 @@ and :mod:`convscope.cam` (:data:`_METHOD_PACKAGES`); a new method is one new mod
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
@@ -39,8 +40,15 @@ class MethodInfo:
     @property
     def options(self) -> dict[str, Any]:
         """The method's options and their defaults (its keyword parameters after ``ctx``)."""
-        params = list(inspect.signature(self.fn).parameters.values())[1:]
-        return {p.name: p.default for p in params}
+        return dict(_options(self.fn))
+
+
+@functools.cache
+def _options(fn: Callable[..., Any]) -> tuple[tuple[str, Any], ...]:
+    """(name, default) of ``fn``'s keyword parameters after ``ctx``, read once per function (the
+    signature is asked for on every call of :func:`convscope.explain`)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    return tuple((p.name, p.default) for p in params)
 
 
 _REGISTRY: dict[str, MethodInfo] = {}

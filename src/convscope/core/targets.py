@@ -204,25 +204,7 @@ class Target:
         if output.shape[0] != self.n:
             raise TargetError(f"{self.n} targets for a batch of {output.shape[0]}")
         n_classes = output.shape[1]
-        idx = []
-        order = None
-        for i in range(self.n):
-            fixed = self.fixed[i] if self.fixed is not None else None
-            if fixed is None:
-                if order is None:
-                    order = output.detach().argsort(dim=1, descending=True)
-                rank = self.ranks[i] if self.ranks is not None else 0
-                if rank >= n_classes:
-                    raise TargetError(f"top{rank + 1} asked, but the model has {n_classes} classes")
-                idx.append(int(order[i, rank]))
-            else:
-                if not 0 <= fixed < n_classes:
-                    raise TargetError(
-                        f"class index {fixed} is out of range: the model has {n_classes} classes "
-                        f"(0..{n_classes - 1})"
-                    )
-                idx.append(fixed)
-        self.indices = torch.tensor(idx, device=output.device)
+        self.indices = self._indices(output, n_classes)
         if self.score == "logit":
             values = output
         elif self.score == "prob":
@@ -232,6 +214,33 @@ class Target:
         out = values.gather(1, self.indices[:, None])[:, 0]
         self.last_scores = out.detach()
         return out
+
+    def _indices(self, output: torch.Tensor, n_classes: int) -> torch.Tensor:
+        """The (N,) class explained for each image, made on the output's device without reading
+        the output back to the host (no synchronization in the middle of a method's passes):
+        fixed classes are copied over without blocking, rank-based ones gathered from the order
+        of the output on the device."""
+        fixed = self.fixed if self.fixed is not None else [None] * self.n
+        for f in fixed:
+            if f is not None and not 0 <= f < n_classes:
+                raise TargetError(
+                    f"class index {f} is out of range: the model has {n_classes} classes "
+                    f"(0..{n_classes - 1})"
+                )
+        ranks = [0 if r is None else r for r in (self.ranks or [0] * self.n)]
+        ranked = [r for f, r in zip(fixed, ranks) if f is None]
+        if ranked and max(ranked) >= n_classes:
+            raise TargetError(f"top{max(ranked) + 1} asked, but the model has {n_classes} classes")
+        device = output.device
+        # a small host tensor copied without blocking (the copy is staged at once; nothing waits
+        # for the device)
+        given = torch.tensor([-1 if f is None else f for f in fixed]).to(device, non_blocking=True)
+        if not ranked:
+            return given
+        order = output.detach().argsort(dim=1, descending=True)
+        rank = torch.tensor(ranks).to(device, non_blocking=True)
+        picked = order.gather(1, rank[:, None])[:, 0]
+        return picked if len(ranked) == self.n else torch.where(given >= 0, given, picked)
 
 
 def _one(t: Any, class_names: Sequence[str] | None) -> tuple[int | None, int]:

@@ -110,9 +110,9 @@ class UnitScore(nn.Module):
 
 def layer_runs_before(model: nn.Module, x: torch.Tensor, first: LayerRef, then: LayerRef) -> bool:
     """Whether ``first`` finishes before ``then`` in a forward pass of ``x``."""
-    from convscope.core.layer_listing import _trace
+    from convscope.core.layer_listing import trace_order
 
-    order, calls = _trace(model, x[:1])
+    order, calls = trace_order(model, x[:1])
 
     def pos(ref: LayerRef) -> int:
         n = len(calls.get(ref.name, []))

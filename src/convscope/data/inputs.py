@@ -21,7 +21,8 @@ def prepare_inputs(
     ``images`` may be one or a list of paths, ``"sample:NAME"`` strings, PIL images or numpy
     arrays (decoded and preprocessed by the bundle), or a tensor already preprocessed for the model:
     (C, H, W) or (N, C, H, W). ``pixels=False``: a caller that draws nothing skips undoing a
-    tensor's normalization (None instead of its display pixels).
+    tensor's normalization (None instead of its display pixels; ``bundle.pixels_of(x)`` makes them
+    when they are needed).
     """
     if isinstance(images, torch.Tensor):
         x = images.unsqueeze(0) if images.ndim == 3 else images
@@ -32,7 +33,8 @@ def prepare_inputs(
             )
         if x.shape[0] == 0:
             raise ImageError("no images given (empty batch)")
-        x = x.detach().to(bundle.device)
+        device, dtype = bundle.placement()
+        x = x.detach().to(device, dtype if x.is_floating_point() else x.dtype)
         if x.is_inference():  # made under torch.inference_mode(): a normal copy for autograd
             with torch.inference_mode(False):
                 x = x.clone()
@@ -43,6 +45,7 @@ def prepare_inputs(
     labels = _unique([image_label(src, i) for i, src in enumerate(items)])
     with torch.inference_mode(False):  # model inputs autograd can use, whatever the mode
         x, pixels = bundle.prepare(pils)
+        x = x.to(dtype=bundle.dtype)  # a half-precision model takes half inputs
     return x, pixels, labels
 
 

@@ -192,7 +192,8 @@ def render(
         trace = torch.empty(steps, n, device=device)
         bar = None
         iterator: Any = range(steps)
-        if progress:
+        report = progress if callable(progress) else None  # a callback (step, steps)
+        if progress is True:
             from tqdm.auto import tqdm
 
             bar = tqdm(iterator, desc="visualize", unit="step", total=steps)
@@ -236,6 +237,8 @@ def render(
                 else:
                     adam.ascend(grads)
                     param.project_()
+                if report is not None:
+                    report(step + 1, steps)
                 if bar is not None and (step % 16 == 0 or step == steps - 1):
                     bar.set_postfix_str(f"objective {float(values.detach().mean()):.3g}")
         finally:

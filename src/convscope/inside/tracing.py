@@ -1,9 +1,9 @@
 """One forward pass, every module call in order: what "the first convolution the input meets",
 "the stages of the pipeline" and "every 4-D layer" are found from.
 
-The order comes from the :class:`~convscope.core.recorder.Recorder` in shapes-only mode, so it is
-the order in which modules *finish* running on the example. For a leaf module (a convolution, a
-linear layer) that is also the order in which the input reaches it.
+The order comes from :func:`convscope.core.layer_listing.trace_order` (the recorder in shapes-only
+mode), so it is the order in which modules *finish* running on the example. For a leaf module (a
+convolution, a linear layer) that is also the order in which the input reaches it.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from convscope.core.guard import preserved
+from convscope.core.layer_listing import trace_order
 from convscope.core.layers import LayerRef
-from convscope.core.recorder import Recorder
 from convscope.errors import ConvscopeError, ModelError
 
 __all__ = ["Call", "example_input", "trace_calls"]
@@ -77,8 +76,7 @@ def trace_calls(model: nn.Module, example: torch.Tensor) -> list[Call]:
     The model runs in eval mode without gradients and is restored afterwards; a model that cannot
     run on ``example`` is a :class:`ModelError` naming the input shape."""
     try:
-        with preserved(model), torch.no_grad(), Recorder(model, "all") as rec:
-            model(example)
+        order, calls = trace_order(model, example)
     except ConvscopeError:
         raise
     except Exception as e:
@@ -88,15 +86,15 @@ def trace_calls(model: nn.Module, example: torch.Tensor) -> list[Call]:
         ) from None
     modules = dict(model.named_modules())
     out = []
-    for name, k in rec.order:
-        many = len(rec.calls[name]) > 1
+    for name, k in order:
+        many = len(calls[name]) > 1
         out.append(
             Call(
                 f"{name}@{k}" if many else name,
                 name,
                 k if many else None,
                 modules[name],
-                rec.calls[name][k],
+                calls[name][k],
             )
         )
     return out

@@ -76,7 +76,7 @@ def evaluate(
     if not names:
         raise ConvscopeError("no methods given")
     bundle, known = bundle_of(bundle_or_model)
-    x = prepare_inputs(bundle, images)[0]
+    x = prepare_inputs(bundle, images, pixels=False)[0]
     bases = _baselines(bundle, x, known, deletion_baseline, insertion_baseline, sigma)
     comparison = compare(
         bundle, x, names, target, layer, batch_size=batch_size, options=options, skip=False

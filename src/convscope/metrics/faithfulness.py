@@ -172,7 +172,7 @@ def _curve_metric(
     check_steps(steps)
     check_batch_size(batch_size)
     bundle, known = bundle_of(model)
-    x = prepare_inputs(bundle, images)[0]
+    x = prepare_inputs(bundle, images, pixels=False)[0]
     m = checked_maps(maps, x)
     base = baseline_input(baseline, x, black_input(bundle, x, known), sigma)
     with preserved(bundle.model), selecting(bundle.model, bundle.output) as net:
@@ -304,7 +304,7 @@ def average_drop_increase(
     """
     check_batch_size(batch_size)
     bundle, known = bundle_of(model)
-    x = prepare_inputs(bundle, images)[0]
+    x = prepare_inputs(bundle, images, pixels=False)[0]
     m = checked_maps(maps, x)
     base = baseline_input(
         "constant" if baseline is None else baseline, x, black_input(bundle, x, known), 5.0

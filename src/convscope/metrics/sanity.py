@@ -277,7 +277,7 @@ def model_randomization(
     from convscope.runner import explain
 
     bundle = load_model(model)
-    x = prepare_inputs(bundle, images)[0]
+    x = prepare_inputs(bundle, images, pixels=False)[0]
     original = explain(bundle, x, method, target, layer, batch_size=batch_size, **options)
     same_target = original.targets if original.targets is not None else target
     # the copy explains at the layer(s) the original used, named (a module of the user's model

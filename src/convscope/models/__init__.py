@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from convscope.errors import ModelError, did_you_mean
 
@@ -198,6 +199,9 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+_MODULE_BUNDLES: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+
+
 def load_model(
     model: Any,
     *,
@@ -230,7 +234,12 @@ def load_model(
     if isinstance(model, ModelBundle):
         bundle = model
     elif isinstance(model, nn.Module):
-        bundle = ModelBundle(model=model, name=name or type(model).__name__)
+        # one bundle per module, made once: what a bundle learns about its model (the layer
+        # "auto" picks for an input shape) is kept between calls
+        bundle = _MODULE_BUNDLES.get(model)
+        if bundle is None:
+            bundle = ModelBundle(model=model, name=type(model).__name__)
+            _MODULE_BUNDLES[model] = bundle
     elif isinstance(model, str | os.PathLike):
         spec = os.fspath(model).strip()
         if spec in _MODELS:
