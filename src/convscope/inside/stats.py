@@ -93,13 +93,13 @@ class LayerStat:
 class _Accumulator:
     """Sums over batches for one layer: computed in the hook, a few scalars and a (C,) max.
 
-    On a CPU every reduction goes through numpy, on the tensor's own memory (no copy): numpy's
-    single-threaded, vectorized comparison-and-count, sum and maximum each read the output once
-    at memory speed, while torch's run several times slower there (``count_nonzero(a > 0)``
-    about 3x a sum; each multi-threaded reduction of one small tensor pays a synchronization of
-    the threads, and 132 layers x 4 reductions of a batch add up to half a forward pass). On other
-    devices everything stays in torch and the totals are read once, at the end (no
-    synchronization per layer). Measured in ``benchmarks/bench_inside.py``.
+    Counts are the expensive part on a CPU: torch's ``count_nonzero(a > 0)`` runs several times
+    slower than a sum of the same tensor there, numpy's comparison and count (vectorized, on the
+    same memory, no copy) about as fast as the sum; so CPU tensors are counted through numpy. The
+    sum and the maximum stay in torch, which runs them on all its threads: numpy's (one thread)
+    cost the same CPU time and were faster only on an oversubscribed machine
+    (benchmarks/README.md). On other devices everything stays in torch and the totals are read
+    once, at the end (no synchronization per layer).
     """
 
     __slots__ = ("shape", "total", "zeros", "positives", "nonzeros", "numel", "chan_max", "n")
@@ -126,14 +126,12 @@ class _Accumulator:
             v = a.numpy()
             self.positives += int(np.count_nonzero(v > 0))
             self.nonzeros += int(np.count_nonzero(v != 0))
-            self.total += float(v.sum())  # float32, pairwise; the batches' totals in float64
-            # the per-channel maximum: reduce the contiguous h*w first, then the batch
-            chan_max = torch.from_numpy(v.reshape(v.shape[0], v.shape[1], -1).max(2).max(0))
         else:
             self.positives = self.positives + torch.count_nonzero(a > 0)
             self.nonzeros = self.nonzeros + torch.count_nonzero(a)
-            self.total = self.total + a.sum(dtype=torch.float32).double()
-            chan_max = a.flatten(2).amax(dim=2).amax(dim=0).float()
+        self.total = self.total + a.sum(dtype=torch.float32).double()
+        # the per-channel maximum: reduce the contiguous h*w first, then the batch
+        chan_max = a.flatten(2).amax(dim=2).amax(dim=0).float()
         self.chan_max = (
             chan_max if self.chan_max is None else torch.maximum(self.chan_max, chan_max)
         )
